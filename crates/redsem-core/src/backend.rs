@@ -1,0 +1,281 @@
+//! The [`RedisBackend`] trait: the only thing a Redis client has to provide.
+
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::error::{BackendError, BackendErrorKind};
+use crate::script::Script;
+
+/// One argument of a script call: a string or an integer.
+///
+/// Integers are kept apart so an adapter can hand them to its client without
+/// formatting them into a temporary `String` first. Redis receives every
+/// argument as a string; [`Arg`]'s `Display` gives that decimal form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arg<'a> {
+    /// A string argument, sent as its UTF-8 bytes.
+    Str(&'a str),
+    /// An integer argument, sent as its decimal representation.
+    Int(i64),
+}
+
+impl fmt::Display for Arg<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Arg::Str(s) => f.write_str(s),
+            Arg::Int(i) => write!(f, "{i}"),
+        }
+    }
+}
+
+/// A reply from Redis, as far as redsem needs to read it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Reply {
+    /// The nil reply (a Lua `false`, a missing key).
+    Nil,
+    /// An integer reply.
+    Int(i64),
+    /// A bulk string reply.
+    Data(Vec<u8>),
+    /// A status reply such as `OK`.
+    Status(String),
+    /// An array reply.
+    Array(Vec<Reply>),
+}
+
+impl Reply {
+    /// The reply as an integer: an integer reply, or a string or status reply
+    /// holding a decimal integer (some clients stringify integers, so `1` and
+    /// `"1"` both count).
+    pub fn as_i64(&self) -> Option<i64> {
+        match self {
+            Reply::Int(i) => Some(*i),
+            Reply::Data(bytes) => std::str::from_utf8(bytes).ok()?.trim().parse().ok(),
+            Reply::Status(s) => s.trim().parse().ok(),
+            Reply::Nil | Reply::Array(_) => None,
+        }
+    }
+
+    /// The reply as an integer, or a [`BackendErrorKind::UnexpectedReply`]
+    /// error naming the script that produced it.
+    pub(crate) fn expect_i64(&self, script: &Script) -> Result<i64, BackendError> {
+        self.as_i64().ok_or_else(|| {
+            BackendError::new(
+                BackendErrorKind::UnexpectedReply,
+                format!("script {} returned {self:?}, expected an integer", script.name()),
+            )
+        })
+    }
+}
+
+/// Carries redsem's commands to one Redis server (or one Redis Cluster).
+///
+/// Every lock algorithm lives in `redsem-core`; a backend only sends a script
+/// to Redis and converts the reply. Adapters exist for
+/// [fred](https://docs.rs/redsem-fred) and
+/// [redis-rs](https://docs.rs/redsem-redis), and `redsem-mock` is an
+/// in-memory backend for unit tests. For any other client, implement the two
+/// required methods, [`eval_sha`](RedisBackend::eval_sha) and
+/// [`eval`](RedisBackend::eval).
+///
+/// The trait is object-safe: `Arc<dyn RedisBackend>` is a backend too, so
+/// the Redlock lock kinds can mix clients.
+///
+/// # Contract
+///
+/// Every backend must guarantee:
+///
+/// 1. **One server per backend.** All calls on a backend (and on its clones,
+///    if it is `Clone`) reach the same Redis server or the same Redis
+///    Cluster. Redlock counts each backend as one independent vote.
+/// 2. **Scripts run as given.** [`eval_sha`](RedisBackend::eval_sha) sends
+///    `EVALSHA <script.sha1()> <keys.len()> <keys..> <args..>` and
+///    [`eval`](RedisBackend::eval) sends `EVAL <script.source()> ...` with the
+///    same keys and arguments, in order. On Redis Cluster the call goes to the
+///    node that owns `keys[0]` (redsem keeps every key of one call in one
+///    slot).
+/// 3. **NOSCRIPT is recognisable.** When Redis answers `EVALSHA` with a
+///    `NOSCRIPT` error, the error's kind is [`BackendErrorKind::NoScript`], so
+///    redsem falls back to `EVAL` (two round trips in all).
+/// 4. **Replies are converted faithfully.** Integer replies become
+///    [`Reply::Int`] (a string `"1"` is accepted too), nil becomes
+///    [`Reply::Nil`], error replies become errors with kind
+///    [`BackendErrorKind::Server`].
+/// 5. **Errors are classified.** Connection problems are
+///    [`BackendErrorKind::Connection`]; a client-side timeout is
+///    [`BackendErrorKind::Timeout`]. redsem bounds every call with its own
+///    timer, so a backend need not add one.
+/// 6. **Dropping a call's future is allowed** at any point. The command may
+///    still reach Redis; redsem accounts for that.
+/// 7. **Runtime independence.** The returned futures may be polled from any
+///    executor thread, including redsem's own refresh thread. An adapter whose
+///    client needs a runtime context (tokio) must provide it while polling.
+///
+/// # Example: a complete custom backend
+///
+/// A backend for a hypothetical client with a `command(&[String])` method:
+///
+/// ```
+/// use async_trait::async_trait;
+/// use redsem_core::{Arg, BackendError, BackendErrorKind, RedisBackend, Reply, Script};
+///
+/// #[derive(Debug)]
+/// struct MyClient; // stands in for your client
+///
+/// impl MyClient {
+///     async fn command(&self, parts: Vec<String>) -> Result<i64, String> {
+///         // a real client sends `parts` to Redis here
+///         Err(format!("not connected ({} parts)", parts.len()))
+///     }
+/// }
+///
+/// #[derive(Debug)]
+/// struct MyBackend(MyClient);
+///
+/// impl MyBackend {
+///     async fn send(&self, verb: &str, body: &str, keys: &[&str], args: &[Arg<'_>])
+///         -> Result<Reply, BackendError>
+///     {
+///         let mut parts = vec![verb.to_owned(), body.to_owned(), keys.len().to_string()];
+///         parts.extend(keys.iter().map(|k| k.to_string()));
+///         parts.extend(args.iter().map(|a| a.to_string()));
+///         match self.0.command(parts).await {
+///             Ok(n) => Ok(Reply::Int(n)),
+///             Err(msg) if msg.starts_with("NOSCRIPT") => {
+///                 Err(BackendError::new(BackendErrorKind::NoScript, msg))
+///             }
+///             Err(msg) => Err(BackendError::new(BackendErrorKind::Connection, msg)),
+///         }
+///     }
+/// }
+///
+/// #[async_trait]
+/// impl RedisBackend for MyBackend {
+///     async fn eval_sha(&self, script: &Script, keys: &[&str], args: &[Arg<'_>])
+///         -> Result<Reply, BackendError>
+///     {
+///         self.send("EVALSHA", script.sha1(), keys, args).await
+///     }
+///
+///     async fn eval(&self, script: &Script, keys: &[&str], args: &[Arg<'_>])
+///         -> Result<Reply, BackendError>
+///     {
+///         self.send("EVAL", script.source(), keys, args).await
+///     }
+/// }
+///
+/// let mutex = redsem_core::Mutex::new(MyBackend(MyClient), "jobs").unwrap();
+/// let err = futures::executor::block_on(mutex.try_acquire()).unwrap_err();
+/// assert!(err.to_string().contains("not connected"));
+/// ```
+#[async_trait]
+pub trait RedisBackend: Send + Sync + fmt::Debug {
+    /// Runs `EVALSHA script.sha1() keys.len() keys.. args..`.
+    ///
+    /// A `NOSCRIPT` reply must be returned as an error of kind
+    /// [`BackendErrorKind::NoScript`].
+    async fn eval_sha(
+        &self,
+        script: &Script,
+        keys: &[&str],
+        args: &[Arg<'_>],
+    ) -> Result<Reply, BackendError>;
+
+    /// Runs `EVAL script.source() keys.len() keys.. args..`.
+    async fn eval(
+        &self,
+        script: &Script,
+        keys: &[&str],
+        args: &[Arg<'_>],
+    ) -> Result<Reply, BackendError>;
+
+    /// `SET key value PX ttl_ms NX`: `true` when the key was set.
+    ///
+    /// The provided implementation runs an equivalent script. Adapters
+    /// override it with the plain command, which Redis executes as one
+    /// command instead of three (EVALSHA + SET inside it); the round trips
+    /// are the same.
+    async fn set_nx_px(&self, key: &str, value: &str, ttl_ms: u64) -> Result<bool, BackendError> {
+        let ttl = i64::try_from(ttl_ms).unwrap_or(i64::MAX);
+        let script = &crate::script::MUTEX_ACQUIRE;
+        let reply = self
+            .run_script(script, &[key], &[Arg::Str(value), Arg::Int(ttl)])
+            .await?;
+        Ok(reply.expect_i64(script)? == 1)
+    }
+
+    /// Runs a script by `EVALSHA`, falling back to `EVAL` when the server does
+    /// not have it cached (two round trips, not the three of
+    /// `SCRIPT LOAD` + `EVALSHA`).
+    ///
+    /// Backends should not override this method.
+    async fn run_script(
+        &self,
+        script: &Script,
+        keys: &[&str],
+        args: &[Arg<'_>],
+    ) -> Result<Reply, BackendError> {
+        match self.eval_sha(script, keys, args).await {
+            Err(err) if err.kind() == BackendErrorKind::NoScript => {
+                self.eval(script, keys, args).await
+            }
+            other => other,
+        }
+    }
+}
+
+macro_rules! forward_backend {
+    ($($ptr:ty),*) => {$(
+        #[async_trait]
+        impl<T: RedisBackend + ?Sized> RedisBackend for $ptr {
+            async fn eval_sha(&self, script: &Script, keys: &[&str], args: &[Arg<'_>])
+                -> Result<Reply, BackendError>
+            {
+                (**self).eval_sha(script, keys, args).await
+            }
+
+            async fn eval(&self, script: &Script, keys: &[&str], args: &[Arg<'_>])
+                -> Result<Reply, BackendError>
+            {
+                (**self).eval(script, keys, args).await
+            }
+
+            async fn set_nx_px(&self, key: &str, value: &str, ttl_ms: u64)
+                -> Result<bool, BackendError>
+            {
+                (**self).set_nx_px(key, value, ttl_ms).await
+            }
+
+            async fn run_script(&self, script: &Script, keys: &[&str], args: &[Arg<'_>])
+                -> Result<Reply, BackendError>
+            {
+                (**self).run_script(script, keys, args).await
+            }
+        }
+    )*};
+}
+
+forward_backend!(Arc<T>, Box<T>, &T);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replies_accept_integer_and_string_forms() {
+        assert_eq!(Reply::Int(1).as_i64(), Some(1));
+        assert_eq!(Reply::Data(b"1".to_vec()).as_i64(), Some(1));
+        assert_eq!(Reply::Status("0".into()).as_i64(), Some(0));
+        assert_eq!(Reply::Nil.as_i64(), None);
+        assert_eq!(Reply::Data(b"x".to_vec()).as_i64(), None);
+    }
+
+    #[test]
+    fn args_display_as_redis_sees_them() {
+        assert_eq!(Arg::Int(-42).to_string(), "-42");
+        assert_eq!(Arg::Str("id").to_string(), "id");
+    }
+}

@@ -1,0 +1,360 @@
+//! Errors: [`LockError`] for lock operations, [`BackendError`] for what a
+//! backend reports.
+
+use std::error::Error as StdError;
+use std::fmt;
+use std::time::Duration;
+
+/// Which lock kind an error is about; its `Display` is the name
+/// redis-semaphore uses in messages (`mutex`, `multi-semaphore`, ...).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum LockKind {
+    /// [`Mutex`](crate::Mutex).
+    Mutex,
+    /// [`Semaphore`](crate::Semaphore).
+    Semaphore,
+    /// [`MultiSemaphore`](crate::MultiSemaphore).
+    MultiSemaphore,
+    /// A Redlock mutex over several independent nodes.
+    RedlockMutex,
+    /// A Redlock semaphore over several independent nodes.
+    RedlockSemaphore,
+    /// A Redlock multi-semaphore over several independent nodes.
+    RedlockMultiSemaphore,
+}
+
+impl LockKind {
+    /// The name used in messages, such as `multi-semaphore`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LockKind::Mutex => "mutex",
+            LockKind::Semaphore => "semaphore",
+            LockKind::MultiSemaphore => "multi-semaphore",
+            LockKind::RedlockMutex => "redlock-mutex",
+            LockKind::RedlockSemaphore => "redlock-semaphore",
+            LockKind::RedlockMultiSemaphore => "redlock-multi-semaphore",
+        }
+    }
+}
+
+impl fmt::Display for LockKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The bound an acquire ran into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AcquireLimit {
+    /// The acquire timeout elapsed.
+    Timeout(Duration),
+    /// The attempt limit was used up.
+    Attempts(u32),
+}
+
+impl fmt::Display for AcquireLimit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AcquireLimit::Timeout(d) => write!(f, "acquire timeout of {d:?}"),
+            AcquireLimit::Attempts(n) => write!(f, "limit of {n} attempt(s)"),
+        }
+    }
+}
+
+/// Why a held lock counts as lost.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LostReason {
+    /// Redis answered that the hold is gone: it expired or another
+    /// identifier owns the key now.
+    Gone,
+    /// No refresh could be confirmed before the lock timeout ran out (Redis
+    /// unreachable or too slow), so the lock may have expired on the server.
+    Unconfirmed {
+        /// The last error seen while refreshing, if any.
+        last_error: Option<String>,
+    },
+    /// A Redlock refresh no longer reached a quorum of nodes.
+    QuorumLost {
+        /// Nodes that still confirmed the hold.
+        confirmed: usize,
+        /// Votes needed.
+        quorum: usize,
+    },
+}
+
+impl fmt::Display for LostReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LostReason::Gone => f.write_str("it expired or was taken by another identifier"),
+            LostReason::Unconfirmed { last_error: None } => {
+                f.write_str("no refresh was confirmed within the lock timeout")
+            }
+            LostReason::Unconfirmed { last_error: Some(e) } => {
+                write!(f, "no refresh was confirmed within the lock timeout (last error: {e})")
+            }
+            LostReason::QuorumLost { confirmed, quorum } => {
+                write!(f, "refresh confirmed on {confirmed} node(s), quorum is {quorum}")
+            }
+        }
+    }
+}
+
+/// One node's failure in a Redlock operation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeFailure {
+    /// The node's position in the node list, from 1.
+    pub node: usize,
+    /// What happened: the backend error, a timeout, or "held by another
+    /// identifier".
+    pub reason: String,
+}
+
+impl fmt::Display for NodeFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "node {} {}", self.node, self.reason)
+    }
+}
+
+/// An error from a lock operation.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LockError {
+    /// `acquire` did not get the lock within its acquire timeout or attempt
+    /// limit.
+    #[error("Acquire {kind} {key} timeout: reached the {limit} after {attempts} attempt(s)")]
+    Timeout {
+        /// The lock kind.
+        kind: LockKind,
+        /// The Redis key, with its `mutex:`/`semaphore:` prefix.
+        key: String,
+        /// The bound that was reached.
+        limit: AcquireLimit,
+        /// Attempts made.
+        attempts: u32,
+        /// The error of the last attempt, when it failed with one rather
+        /// than finding the lock busy.
+        #[source]
+        last_error: Option<BackendError>,
+    },
+
+    /// The lock was lost while held: refresh found it gone or could not
+    /// confirm it in time, or release found it no longer held. Work done
+    /// under the lock may not have been exclusive.
+    #[error("Lost {kind} for key {key}: {reason}")]
+    Lost {
+        /// The lock kind.
+        kind: LockKind,
+        /// The Redis key, with its prefix.
+        key: String,
+        /// Why the lock counts as lost.
+        reason: LostReason,
+    },
+
+    /// A Redlock operation reached too few nodes.
+    #[error(
+        "{kind} {key}: acquired {acquired} of {total}, needed {quorum}: {}",
+        join_failures(failures)
+    )]
+    QuorumNotReached {
+        /// The lock kind.
+        kind: LockKind,
+        /// The Redis key, with its prefix.
+        key: String,
+        /// Nodes that granted the lock.
+        acquired: usize,
+        /// Nodes in the set.
+        total: usize,
+        /// Votes needed: `total / 2 + 1`.
+        quorum: usize,
+        /// Why each other node did not grant it.
+        failures: Vec<NodeFailure>,
+    },
+
+    /// An option or argument is invalid; the message says what to change.
+    #[error("invalid {option}: {reason}")]
+    InvalidOption {
+        /// The option or argument, such as `lock_timeout` or `key`.
+        option: &'static str,
+        /// What is wrong and what is allowed.
+        reason: String,
+    },
+
+    /// This lock instance already holds the lock under its fixed identifier;
+    /// a second hold would share the same slot in Redis.
+    #[error(
+        "{kind} {key} is already held by this instance under identifier {identifier}: \
+         release that guard first, or let each acquire use a random identifier"
+    )]
+    AlreadyHeld {
+        /// The lock kind.
+        kind: LockKind,
+        /// The Redis key, with its prefix.
+        key: String,
+        /// The fixed identifier.
+        identifier: String,
+    },
+
+    /// Redis (or the client) failed during an operation.
+    #[error("{operation} {kind} {key} failed: {source}")]
+    Backend {
+        /// The lock kind.
+        kind: LockKind,
+        /// The Redis key, with its prefix.
+        key: String,
+        /// `acquire`, `refresh` or `release`.
+        operation: &'static str,
+        /// The backend's error.
+        #[source]
+        source: BackendError,
+    },
+}
+
+fn join_failures(failures: &[NodeFailure]) -> String {
+    if failures.is_empty() {
+        return "no node failed".to_owned();
+    }
+    failures.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+}
+
+impl LockError {
+    /// `true` for [`LockError::Timeout`].
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, LockError::Timeout { .. })
+    }
+
+    /// `true` for [`LockError::Lost`].
+    pub fn is_lost(&self) -> bool {
+        matches!(self, LockError::Lost { .. })
+    }
+
+    pub(crate) fn invalid(option: &'static str, reason: impl Into<String>) -> Self {
+        LockError::InvalidOption { option, reason: reason.into() }
+    }
+}
+
+/// What kind of failure a [`BackendError`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum BackendErrorKind {
+    /// `EVALSHA` named a script the server does not have; redsem retries
+    /// with `EVAL`.
+    NoScript,
+    /// The connection failed or is closed; retrying later may help.
+    Connection,
+    /// The call did not finish in time; retrying may help.
+    Timeout,
+    /// Redis answered with an error reply (a script error, a wrong type, a
+    /// cluster redirect the client did not follow).
+    Server,
+    /// The reply had a shape redsem did not expect.
+    UnexpectedReply,
+    /// Anything else.
+    Other,
+}
+
+impl fmt::Display for BackendErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            BackendErrorKind::NoScript => "script not cached",
+            BackendErrorKind::Connection => "connection error",
+            BackendErrorKind::Timeout => "timed out",
+            BackendErrorKind::Server => "server error",
+            BackendErrorKind::UnexpectedReply => "unexpected reply",
+            BackendErrorKind::Other => "error",
+        })
+    }
+}
+
+/// An error reported by a [`RedisBackend`](crate::RedisBackend): a kind, a
+/// message, and the client's own error as `source` when there is one.
+#[derive(Debug, thiserror::Error)]
+#[error("{kind}: {message}")]
+pub struct BackendError {
+    kind: BackendErrorKind,
+    message: String,
+    #[source]
+    source: Option<Box<dyn StdError + Send + Sync>>,
+}
+
+impl BackendError {
+    /// An error of `kind` with a message.
+    pub fn new(kind: BackendErrorKind, message: impl Into<String>) -> Self {
+        BackendError { kind, message: message.into(), source: None }
+    }
+
+    /// An error of `kind` wrapping the client's error; the message is the
+    /// client error's `Display`.
+    pub fn from_source(kind: BackendErrorKind, source: impl StdError + Send + Sync + 'static) -> Self {
+        BackendError { kind, message: source.to_string(), source: Some(Box::new(source)) }
+    }
+
+    /// A timeout after `after`, raised by redsem's own per-call bound.
+    pub fn timeout(after: Duration) -> Self {
+        BackendError::new(BackendErrorKind::Timeout, format!("no reply within {after:?}"))
+    }
+
+    /// The kind of failure.
+    pub fn kind(&self) -> BackendErrorKind {
+        self.kind
+    }
+
+    /// The message, without the kind.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// Whether retrying the same call later can help (connection problems
+    /// and timeouts), as opposed to errors the server will repeat.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self.kind, BackendErrorKind::Connection | BackendErrorKind::Timeout)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeout_message_names_kind_key_and_limit() {
+        let err = LockError::Timeout {
+            kind: LockKind::Mutex,
+            key: "mutex:jobs".into(),
+            limit: AcquireLimit::Timeout(Duration::from_millis(100)),
+            attempts: 9,
+            last_error: None,
+        };
+        assert_eq!(
+            err.to_string(),
+            "Acquire mutex mutex:jobs timeout: reached the acquire timeout of 100ms after 9 attempt(s)"
+        );
+    }
+
+    #[test]
+    fn quorum_message_lists_failed_nodes() {
+        let err = LockError::QuorumNotReached {
+            kind: LockKind::RedlockMutex,
+            key: "mutex:jobs".into(),
+            acquired: 1,
+            total: 3,
+            quorum: 2,
+            failures: vec![
+                NodeFailure { node: 2, reason: "connection refused".into() },
+                NodeFailure { node: 3, reason: "timed out".into() },
+            ],
+        };
+        assert_eq!(
+            err.to_string(),
+            "redlock-mutex mutex:jobs: acquired 1 of 3, needed 2: node 2 connection refused, node 3 timed out"
+        );
+    }
+
+    #[test]
+    fn retryable_kinds() {
+        assert!(BackendError::new(BackendErrorKind::Connection, "x").is_retryable());
+        assert!(BackendError::timeout(Duration::from_millis(5)).is_retryable());
+        assert!(!BackendError::new(BackendErrorKind::Server, "ERR").is_retryable());
+    }
+}

@@ -1,0 +1,121 @@
+//! Lua scripts, each kept once as a `.lua` file with its SHA-1 computed at
+//! compile time.
+
+use std::fmt;
+
+use crate::sha1::sha1_hex;
+
+/// A Lua script that redsem runs with `EVALSHA`, falling back to `EVAL`.
+///
+/// redsem's own scripts are constants in this module. You can define your own
+/// with [`Script::new`] and run it with
+/// [`RedisBackend::run_script`](crate::RedisBackend::run_script).
+///
+/// ```
+/// use redsem_core::Script;
+/// static ANSWER: Script = Script::new("answer", "return 42");
+/// assert_eq!(ANSWER.sha1().len(), 40);
+/// ```
+#[derive(Clone, Copy)]
+pub struct Script {
+    name: &'static str,
+    source: &'static str,
+    sha1: [u8; 40],
+}
+
+impl Script {
+    /// A script with a short `name` (for errors, logs and the mock backend)
+    /// and its Lua `source`. The SHA-1 is computed here, at compile time when
+    /// used in a `const` or `static`.
+    pub const fn new(name: &'static str, source: &'static str) -> Self {
+        Script { name, source, sha1: sha1_hex(source.as_bytes()) }
+    }
+
+    /// The script's short name, such as `mutex_release`.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// The Lua source, as sent by `EVAL`.
+    pub fn source(&self) -> &'static str {
+        self.source
+    }
+
+    /// The SHA-1 of the source as 40 lowercase hex digits, as sent by
+    /// `EVALSHA`.
+    pub fn sha1(&self) -> &str {
+        // Always ASCII hex digits by construction.
+        std::str::from_utf8(&self.sha1).unwrap_or_default()
+    }
+}
+
+impl fmt::Debug for Script {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Script").field("name", &self.name).field("sha1", &self.sha1()).finish()
+    }
+}
+
+impl PartialEq for Script {
+    fn eq(&self, other: &Self) -> bool {
+        self.sha1 == other.sha1
+    }
+}
+
+impl Eq for Script {}
+
+macro_rules! scripts {
+    ($($(#[$doc:meta])* $ident:ident = $name:literal;)*) => {$(
+        $(#[$doc])*
+        pub static $ident: Script =
+            Script::new($name, include_str!(concat!("scripts/", $name, ".lua")));
+    )*};
+}
+
+scripts! {
+    /// Mutex acquire for backends without a native `SET NX PX`.
+    /// KEYS = [`mutex:<key>`], ARGV = [identifier, lockTimeoutMs]; returns 1 or 0.
+    MUTEX_ACQUIRE = "mutex_acquire";
+    /// Mutex refresh: `PEXPIRE` when the value is still the identifier.
+    /// KEYS = [`mutex:<key>`], ARGV = [identifier, lockTimeoutMs]; returns 1 or 0.
+    MUTEX_REFRESH = "mutex_refresh";
+    /// Mutex release: `DEL` when the value is still the identifier.
+    /// KEYS = [`mutex:<key>`], ARGV = [identifier]; returns 1 or 0.
+    MUTEX_RELEASE = "mutex_release";
+    /// Semaphore and MultiSemaphore acquire, scored by the server's `TIME`.
+    /// KEYS = [`semaphore:<key>`], ARGV = [limit, permits (0 for Semaphore),
+    /// identifier, lockTimeoutMs]; returns 1 or 0.
+    SEMAPHORE_ACQUIRE = "semaphore_acquire";
+    /// Semaphore and MultiSemaphore refresh.
+    /// KEYS = [`semaphore:<key>`], ARGV = [permits, identifier, lockTimeoutMs];
+    /// returns 1 or 0.
+    SEMAPHORE_REFRESH = "semaphore_refresh";
+    /// Semaphore and MultiSemaphore release.
+    /// KEYS = [`semaphore:<key>`], ARGV = [permits, identifier]; returns the
+    /// number of members removed.
+    SEMAPHORE_RELEASE = "semaphore_release";
+}
+
+/// Every script redsem runs, for backends (such as the mock) that dispatch on
+/// the script.
+pub static ALL: [&Script; 6] = [
+    &MUTEX_ACQUIRE,
+    &MUTEX_REFRESH,
+    &MUTEX_RELEASE,
+    &SEMAPHORE_ACQUIRE,
+    &SEMAPHORE_REFRESH,
+    &SEMAPHORE_RELEASE,
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sha_matches_source() {
+        let s = Script::new("t", "return 1");
+        // sha1("return 1"), as `redis-cli SCRIPT LOAD "return 1"` prints it
+        assert_eq!(s.sha1(), "e0e1f9fabfc9d4800c877a703b823ac0578ff8db");
+        assert_eq!(MUTEX_RELEASE.name(), "mutex_release");
+        assert!(MUTEX_RELEASE.source().contains("DEL"));
+    }
+}

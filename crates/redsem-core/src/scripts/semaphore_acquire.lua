@@ -1,0 +1,37 @@
+-- KEYS[1] = semaphore:<key> (a ZSET of identifiers scored by acquire time)
+-- ARGV = [limit, permits, identifier, lockTimeoutMs]
+-- permits = 0 is the plain Semaphore: one member named <identifier>.
+-- permits >= 1 is the MultiSemaphore: members <identifier>_0 .. _<permits-1>.
+-- Scores come from the server clock, so client clock skew cannot let an
+-- extra holder in.
+local key = KEYS[1]
+local limit = tonumber(ARGV[1])
+local permits = tonumber(ARGV[2])
+local id = ARGV[3]
+local ttl = tonumber(ARGV[4])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', key, '-inf', now - ttl)
+local needed = permits
+if permits == 0 then needed = 1 end
+if redis.call('ZCARD', key) + needed > limit then
+  return 0
+end
+if permits == 0 then
+  redis.call('ZADD', key, now, id)
+else
+  -- chunked so a large permit count cannot overflow the Lua stack
+  local i = 0
+  while i < permits do
+    local args = {}
+    local last = math.min(i + 500, permits) - 1
+    for j = i, last do
+      args[#args + 1] = now
+      args[#args + 1] = id .. '_' .. j
+    end
+    redis.call('ZADD', key, unpack(args))
+    i = last + 1
+  end
+end
+redis.call('PEXPIRE', key, ttl)
+return 1

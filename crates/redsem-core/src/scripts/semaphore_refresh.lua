@@ -1,0 +1,39 @@
+-- KEYS[1] = semaphore:<key>; ARGV = [permits, identifier, lockTimeoutMs]
+-- permits = 0: plain Semaphore member <identifier>.
+-- permits >= 1: MultiSemaphore members <identifier>_0 .. _<permits-1>; the
+-- hold is refreshed only when every member is still present, so an instance
+-- never reports more slots than it holds (redis-semaphore checks only _0).
+-- Returns 1 when refreshed, 0 when the hold is gone (expired members are
+-- pruned either way).
+local key = KEYS[1]
+local permits = tonumber(ARGV[1])
+local id = ARGV[2]
+local ttl = tonumber(ARGV[3])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', key, '-inf', now - ttl)
+if permits == 0 then
+  if not redis.call('ZSCORE', key, id) then
+    return 0
+  end
+  redis.call('ZADD', key, now, id)
+else
+  for j = 0, permits - 1 do
+    if not redis.call('ZSCORE', key, id .. '_' .. j) then
+      return 0
+    end
+  end
+  local i = 0
+  while i < permits do
+    local args = {}
+    local last = math.min(i + 500, permits) - 1
+    for j = i, last do
+      args[#args + 1] = now
+      args[#args + 1] = id .. '_' .. j
+    end
+    redis.call('ZADD', key, unpack(args))
+    i = last + 1
+  end
+end
+redis.call('PEXPIRE', key, ttl)
+return 1
