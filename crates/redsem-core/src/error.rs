@@ -76,6 +76,9 @@ pub enum LostReason {
         /// The last error seen while refreshing, if any.
         last_error: Option<String>,
     },
+    /// Refresh was off or stopped and the lock timeout elapsed, so Redis
+    /// has let the hold expire.
+    Expired,
     /// A Redlock refresh no longer reached a quorum of nodes.
     QuorumLost {
         /// Nodes that still confirmed the hold.
@@ -89,6 +92,7 @@ impl fmt::Display for LostReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             LostReason::Gone => f.write_str("it expired or was taken by another identifier"),
+            LostReason::Expired => f.write_str("its lock timeout elapsed without a refresh"),
             LostReason::Unconfirmed { last_error: None } => {
                 f.write_str("no refresh was confirmed within the lock timeout")
             }
@@ -195,6 +199,13 @@ pub enum LockError {
         key: String,
         /// The fixed identifier.
         identifier: String,
+    },
+
+    /// redsem's background thread (timers, refresh) could not be started.
+    #[error("{message}")]
+    Background {
+        /// What failed.
+        message: String,
     },
 
     /// Redis (or the client) failed during an operation.

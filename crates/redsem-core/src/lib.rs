@@ -1,9 +1,30 @@
-//! redsem-core (work in progress)
+#![doc = include_str!("../README.md")]
+
+mod api;
 mod backend;
+mod commands;
+mod driver;
+mod engine;
 mod error;
+mod guard;
+mod hold;
+mod keys;
+mod mutex;
+mod options;
+mod protocol;
 pub mod script;
+mod semaphore;
 mod sha1;
+mod single;
+mod time;
 
 pub use backend::{Arg, RedisBackend, Reply};
-pub use error::{AcquireLimit, BackendError, BackendErrorKind, LockError, LockKind, LostReason, NodeFailure};
+pub use error::{
+    AcquireLimit, BackendError, BackendErrorKind, LockError, LockKind, LostReason, NodeFailure,
+};
+pub use guard::LockGuard;
+pub use keys::{companion_key, MUTEX_PREFIX, SEMAPHORE_PREFIX};
+pub use mutex::Mutex;
+pub use options::{LockOptions, LockOptionsBuilder, LostCallback};
 pub use script::Script;
+pub use semaphore::{MultiSemaphore, Semaphore};

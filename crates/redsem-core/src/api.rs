@@ -1,0 +1,115 @@
+//! The methods every lock type shares, written once.
+
+/// Adds `acquire`, `try_acquire`, `with_lock`, `key`, `options` and
+/// `identifier` to a lock type whose field `core` is an
+/// `Arc<LockCore<impl Protocol>>`.
+macro_rules! lock_methods {
+    ($ty:ident, $($bounds:tt)+) => {
+        impl<B: $($bounds)+> $ty<B> {
+            fn dyn_core(&self) -> std::sync::Arc<crate::engine::DynCore> {
+                self.core.clone()
+            }
+
+            /// Acquires the lock, retrying every `retry_interval` until the
+            /// acquire timeout or the attempt limit. The guard refreshes the
+            /// hold in the background until it is released or dropped.
+            ///
+            /// # Errors
+            ///
+            /// - [`LockError::Timeout`](crate::LockError::Timeout) when the
+            ///   lock stayed busy (its message names kind, key and limit).
+            /// - [`LockError::AlreadyHeld`](crate::LockError::AlreadyHeld)
+            ///   when this instance has a fixed identifier that is in use.
+            /// - [`LockError::Backend`](crate::LockError::Backend) for an
+            ///   error retrying cannot fix (a script error); connection errors
+            ///   and timeouts are retried until the deadline.
+            ///
+            /// # Cancel safety
+            ///
+            /// Dropping the future abandons the acquire. If a call that may
+            /// have taken the lock was in flight, redsem releases it in the
+            /// background; either way nothing stays held longer than the lock
+            /// timeout.
+            pub async fn acquire(&self) -> Result<crate::LockGuard, crate::LockError> {
+                let core = self.dyn_core();
+                match crate::engine::acquire(&core, crate::engine::Mode::Wait).await? {
+                    Some(guard) => Ok(guard),
+                    None => Err(crate::LockError::Timeout {
+                        kind: core.protocol.kind(),
+                        key: core.protocol.key().to_owned(),
+                        limit: crate::AcquireLimit::Attempts(1),
+                        attempts: 1,
+                        last_error: None,
+                    }),
+                }
+            }
+
+            /// Makes exactly one attempt: `Ok(None)` when the lock is busy.
+            /// (redis-semaphore's `tryAcquire` keeps retrying until the
+            /// acquire timeout; use [`acquire`](Self::acquire) and match
+            /// [`LockError::Timeout`](crate::LockError::Timeout) for that.)
+            ///
+            /// # Errors
+            ///
+            /// As [`acquire`](Self::acquire), except that busy is not an error
+            /// and a failed call is returned as is.
+            ///
+            /// # Cancel safety
+            ///
+            /// As [`acquire`](Self::acquire).
+            pub async fn try_acquire(&self) -> Result<Option<crate::LockGuard>, crate::LockError> {
+                crate::engine::acquire(&self.dyn_core(), crate::engine::Mode::Try).await
+            }
+
+            /// Acquires, runs `work`'s future while holding the lock and
+            /// releases. If the lock is lost before `work` finishes, its
+            /// future is dropped and the loss is returned.
+            ///
+            /// # Errors
+            ///
+            /// Those of [`acquire`](Self::acquire), a
+            /// [`LockError::Lost`](crate::LockError::Lost) if the lock was lost
+            /// during the work, and those of
+            /// [`LockGuard::release`](crate::LockGuard::release).
+            ///
+            /// # Cancel safety
+            ///
+            /// Dropping the future drops `work`'s future and releases the
+            /// lock in the background.
+            pub async fn with_lock<F, Fut, T>(&self, work: F) -> Result<T, crate::LockError>
+            where
+                F: FnOnce() -> Fut,
+                Fut: std::future::Future<Output = T>,
+            {
+                crate::engine::with_lock(&self.dyn_core(), work).await
+            }
+
+            /// The Redis key, with its `mutex:`/`semaphore:` prefix.
+            pub fn key(&self) -> &str {
+                crate::protocol::Protocol::key(&self.core.protocol)
+            }
+
+            /// The options this lock was built with.
+            pub fn options(&self) -> &crate::LockOptions {
+                &self.core.options
+            }
+
+            /// The fixed identifier, if the options set one; otherwise each
+            /// acquisition gets a random one (see
+            /// [`LockGuard::identifier`](crate::LockGuard::identifier)).
+            pub fn identifier(&self) -> Option<&str> {
+                self.core.options.identifier()
+            }
+        }
+
+        impl<B> Clone for $ty<B> {
+            /// Another handle to the same lock instance (same options, same
+            /// fixed-identifier bookkeeping).
+            fn clone(&self) -> Self {
+                $ty { core: self.core.clone() }
+            }
+        }
+    };
+}
+
+pub(crate) use lock_methods;

@@ -1,0 +1,146 @@
+//! The Redis side of each lock kind on one node: which script or command,
+//! which arguments, how to read the reply. Single-node locks run these on
+//! their backend; Redlock runs them on every node.
+
+use std::fmt;
+
+use async_trait::async_trait;
+
+use crate::backend::{Arg, RedisBackend};
+use crate::error::{BackendError, LockKind};
+use crate::script::{MUTEX_REFRESH, MUTEX_RELEASE, SEMAPHORE_ACQUIRE, SEMAPHORE_REFRESH, SEMAPHORE_RELEASE};
+
+/// One lock kind's commands against one node.
+#[async_trait]
+pub(crate) trait Commands: Send + Sync + fmt::Debug + 'static {
+    /// The single-node kind these commands implement.
+    fn kind(&self) -> LockKind;
+
+    /// The Redis key with its prefix.
+    fn key(&self) -> &str;
+
+    /// `true` when acquired.
+    async fn acquire<B>(&self, node: &B, id: &str, ttl_ms: u64) -> Result<bool, BackendError>
+    where
+        B: RedisBackend + ?Sized;
+
+    /// `true` when the hold was still there and is extended.
+    async fn refresh<B>(&self, node: &B, id: &str, ttl_ms: u64) -> Result<bool, BackendError>
+    where
+        B: RedisBackend + ?Sized;
+
+    /// `true` when the whole hold was there and is removed.
+    async fn release<B>(&self, node: &B, id: &str) -> Result<bool, BackendError>
+    where
+        B: RedisBackend + ?Sized;
+}
+
+fn ttl_arg(ttl_ms: u64) -> Arg<'static> {
+    // Options cap the lock timeout at 2^62 ms, so this never saturates.
+    Arg::Int(i64::try_from(ttl_ms).unwrap_or(i64::MAX))
+}
+
+/// Mutex: a string key holding the identifier (`SET NX PX`).
+#[derive(Debug)]
+pub(crate) struct MutexCommands {
+    pub(crate) key: String,
+}
+
+#[async_trait]
+impl Commands for MutexCommands {
+    fn kind(&self) -> LockKind {
+        LockKind::Mutex
+    }
+
+    fn key(&self) -> &str {
+        &self.key
+    }
+
+    async fn acquire<B>(&self, node: &B, id: &str, ttl_ms: u64) -> Result<bool, BackendError>
+    where
+        B: RedisBackend + ?Sized,
+    {
+        node.set_nx_px(&self.key, id, ttl_ms).await
+    }
+
+    async fn refresh<B>(&self, node: &B, id: &str, ttl_ms: u64) -> Result<bool, BackendError>
+    where
+        B: RedisBackend + ?Sized,
+    {
+        let args = [Arg::Str(id), ttl_arg(ttl_ms)];
+        let reply = node.run_script(&MUTEX_REFRESH, &[&self.key], &args).await?;
+        Ok(reply.expect_i64(&MUTEX_REFRESH)? == 1)
+    }
+
+    async fn release<B>(&self, node: &B, id: &str) -> Result<bool, BackendError>
+    where
+        B: RedisBackend + ?Sized,
+    {
+        let reply = node.run_script(&MUTEX_RELEASE, &[&self.key], &[Arg::Str(id)]).await?;
+        Ok(reply.expect_i64(&MUTEX_RELEASE)? == 1)
+    }
+}
+
+/// Semaphore (`permits == 0`: one member `<id>`) and MultiSemaphore
+/// (`permits >= 1`: members `<id>_0..`): a sorted set scored by acquire time.
+#[derive(Debug)]
+pub(crate) struct SemaphoreCommands {
+    pub(crate) key: String,
+    pub(crate) limit: u32,
+    /// 0 for the plain Semaphore.
+    pub(crate) permits: u32,
+}
+
+impl SemaphoreCommands {
+    /// Members a full hold has.
+    fn members(&self) -> i64 {
+        i64::from(self.permits.max(1))
+    }
+}
+
+#[async_trait]
+impl Commands for SemaphoreCommands {
+    fn kind(&self) -> LockKind {
+        if self.permits == 0 {
+            LockKind::Semaphore
+        } else {
+            LockKind::MultiSemaphore
+        }
+    }
+
+    fn key(&self) -> &str {
+        &self.key
+    }
+
+    async fn acquire<B>(&self, node: &B, id: &str, ttl_ms: u64) -> Result<bool, BackendError>
+    where
+        B: RedisBackend + ?Sized,
+    {
+        let args = [
+            Arg::Int(i64::from(self.limit)),
+            Arg::Int(i64::from(self.permits)),
+            Arg::Str(id),
+            ttl_arg(ttl_ms),
+        ];
+        let reply = node.run_script(&SEMAPHORE_ACQUIRE, &[&self.key], &args).await?;
+        Ok(reply.expect_i64(&SEMAPHORE_ACQUIRE)? == 1)
+    }
+
+    async fn refresh<B>(&self, node: &B, id: &str, ttl_ms: u64) -> Result<bool, BackendError>
+    where
+        B: RedisBackend + ?Sized,
+    {
+        let args = [Arg::Int(i64::from(self.permits)), Arg::Str(id), ttl_arg(ttl_ms)];
+        let reply = node.run_script(&SEMAPHORE_REFRESH, &[&self.key], &args).await?;
+        Ok(reply.expect_i64(&SEMAPHORE_REFRESH)? == 1)
+    }
+
+    async fn release<B>(&self, node: &B, id: &str) -> Result<bool, BackendError>
+    where
+        B: RedisBackend + ?Sized,
+    {
+        let args = [Arg::Int(i64::from(self.permits)), Arg::Str(id)];
+        let reply = node.run_script(&SEMAPHORE_RELEASE, &[&self.key], &args).await?;
+        Ok(reply.expect_i64(&SEMAPHORE_RELEASE)? == self.members())
+    }
+}

@@ -1,0 +1,252 @@
+//! The acquire loop shared by every lock kind, and the per-instance state
+//! behind the public lock types.
+
+use std::future::Future;
+use std::pin::pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures::future::{select, Either};
+
+use crate::driver::driver;
+use crate::error::{AcquireLimit, BackendError, LockError};
+use crate::guard::LockGuard;
+use crate::hold::Hold;
+use crate::options::{Identity, LockOptions};
+use crate::protocol::{Protocol, Refreshed};
+use crate::time::{sleep_until, within};
+
+/// One lock instance: its options, its fixed-identifier bookkeeping and its
+/// kind's protocol. Public lock types wrap an `Arc` of this.
+#[derive(Debug)]
+pub(crate) struct LockCore<P: ?Sized> {
+    pub(crate) options: LockOptions,
+    /// Set while a hold under the fixed identifier exists.
+    fixed_id_in_use: AtomicBool,
+    /// The first acquire takes over an external hold.
+    external_pending: AtomicBool,
+    pub(crate) protocol: P,
+}
+
+pub(crate) type DynCore = LockCore<dyn Protocol>;
+
+impl<P: Protocol> LockCore<P> {
+    pub(crate) fn new(protocol: P, options: LockOptions) -> Arc<Self> {
+        Arc::new(LockCore {
+            external_pending: AtomicBool::new(options.acquired_externally),
+            options,
+            fixed_id_in_use: AtomicBool::new(false),
+            protocol,
+        })
+    }
+}
+
+impl DynCore {
+    pub(crate) fn release_fixed_id(&self) {
+        self.fixed_id_in_use.store(false, Ordering::Release);
+    }
+
+    fn timeout_error(&self, limit: AcquireLimit, attempts: u32, last: Option<LockError>) -> LockError {
+        match last {
+            // Redlock: the node-by-node story says more than "timeout".
+            Some(quorum @ LockError::QuorumNotReached { .. }) => quorum,
+            other => LockError::Timeout {
+                kind: self.protocol.kind(),
+                key: self.protocol.key().to_owned(),
+                limit,
+                attempts,
+                last_error: other.and_then(|e| match e {
+                    LockError::Backend { source, .. } => Some(source),
+                    _ => None,
+                }),
+            },
+        }
+    }
+
+    fn backend_error(&self, operation: &'static str, source: BackendError) -> LockError {
+        LockError::Backend {
+            kind: self.protocol.kind(),
+            key: self.protocol.key().to_owned(),
+            operation,
+            source,
+        }
+    }
+}
+
+/// Whether acquire waits (retrying) or makes a single attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    Wait,
+    Try,
+}
+
+/// Releases in the background if an attempt that may have succeeded is
+/// abandoned (its future dropped, or its call timed out).
+struct PendingAttempt<'a> {
+    core: &'a Arc<DynCore>,
+    id: &'a str,
+    armed: bool,
+}
+
+impl Drop for PendingAttempt<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let (core, id) = (self.core.clone(), self.id.to_owned());
+        if let Ok(driver) = driver() {
+            driver.spawn(Box::pin(async move {
+                let bound = core.options.command_timeout;
+                let _ = within(bound, core.protocol.release(&id, bound)).await;
+            }));
+        }
+    }
+}
+
+/// Frees the fixed identifier if acquire ends without a hold.
+struct FixedIdClaim<'a>(Option<&'a DynCore>);
+
+impl FixedIdClaim<'_> {
+    fn keep(mut self) -> bool {
+        self.0.take().is_some()
+    }
+}
+
+impl Drop for FixedIdClaim<'_> {
+    fn drop(&mut self) {
+        if let Some(core) = self.0 {
+            core.release_fixed_id();
+        }
+    }
+}
+
+pub(crate) async fn acquire(core: &Arc<DynCore>, mode: Mode) -> Result<Option<LockGuard>, LockError> {
+    let options = &core.options;
+    let claim = match &options.identity {
+        Identity::Fixed(id) => {
+            if core.fixed_id_in_use.swap(true, Ordering::AcqRel) {
+                return Err(LockError::AlreadyHeld {
+                    kind: core.protocol.kind(),
+                    key: core.protocol.key().to_owned(),
+                    identifier: id.clone(),
+                });
+            }
+            FixedIdClaim(Some(core))
+        }
+        Identity::Random { .. } => FixedIdClaim(None),
+    };
+    driver().map_err(|msg| LockError::Background { message: msg.to_owned() })?;
+    let id = options.identity.make();
+    let ttl = options.lock_timeout_ms;
+    let bound = options.command_timeout;
+
+    if core.external_pending.load(Ordering::Acquire) {
+        let started = Instant::now();
+        let refreshed = within(bound, core.protocol.refresh(&id, ttl, started, bound))
+            .await
+            .unwrap_or_else(|_| Err(BackendError::timeout(bound)))
+            .map_err(|e| core.backend_error("acquire", e))?;
+        return match refreshed {
+            Refreshed::Extended { valid_until } => {
+                core.external_pending.store(false, Ordering::Release);
+                let claimed = claim.keep();
+                Ok(Some(LockGuard::new(Hold::start(core.clone(), id, started, valid_until, claimed))))
+            }
+            Refreshed::Lost(_) if mode == Mode::Try => Ok(None),
+            Refreshed::Lost(_) => Err(core.timeout_error(AcquireLimit::Attempts(1), 1, None)),
+        };
+    }
+
+    let start = Instant::now();
+    let deadline = start.checked_add(options.acquire_timeout);
+    let mut attempts: u32 = 0;
+    loop {
+        attempts = attempts.saturating_add(1);
+        let started = Instant::now();
+        let mut pending = PendingAttempt { core, id: &id, armed: true };
+        let outcome = within(bound, core.protocol.acquire(&id, ttl, started, bound))
+            .await
+            .unwrap_or_else(|_| Err(core.backend_error("acquire", BackendError::timeout(bound))));
+        let last = match outcome {
+            Ok(Some(valid_until)) => {
+                pending.armed = false;
+                drop(pending);
+                let claimed = claim.keep();
+                let hold = Hold::start(core.clone(), id, started, valid_until, claimed);
+                return Ok(Some(LockGuard::new(hold)));
+            }
+            Ok(None) => {
+                pending.armed = false;
+                None
+            }
+            // A timed-out or failed call may still have run: `pending`
+            // stays armed and releases in the background.
+            Err(e) if is_retryable(&e) => Some(e),
+            Err(e) => {
+                pending.armed = false;
+                return Err(e);
+            }
+        };
+        drop(pending);
+
+        if mode == Mode::Try {
+            return match last {
+                None => Ok(None),
+                Some(e) => Err(e),
+            };
+        }
+        if options.max_attempts.is_some_and(|max| attempts >= max) {
+            let max = options.max_attempts.unwrap_or(attempts);
+            return Err(core.timeout_error(AcquireLimit::Attempts(max), attempts, last));
+        }
+        let now = Instant::now();
+        let wake = now.checked_add(options.retry_interval);
+        match deadline {
+            Some(deadline) if now >= deadline => {
+                let limit = AcquireLimit::Timeout(options.acquire_timeout);
+                return Err(core.timeout_error(limit, attempts, last));
+            }
+            // Never sleep past the deadline: the last attempt happens at it.
+            Some(deadline) => sleep_until(wake.map_or(deadline, |w| w.min(deadline))).await,
+            None => sleep_until(wake.unwrap_or_else(crate::time::far_future)).await,
+        }
+    }
+}
+
+fn is_retryable(err: &LockError) -> bool {
+    match err {
+        LockError::Backend { source, .. } => source.is_retryable(),
+        LockError::QuorumNotReached { .. } => true,
+        _ => false,
+    }
+}
+
+/// Runs `work` while holding the lock; drops it with the loss error if the
+/// lock is lost first. Releases at the end.
+pub(crate) async fn with_lock<F, Fut, T>(core: &Arc<DynCore>, work: F) -> Result<T, LockError>
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = T>,
+{
+    let Some(guard) = acquire(core, Mode::Wait).await? else {
+        // Mode::Wait returns a guard or an error.
+        return Err(core.timeout_error(AcquireLimit::Timeout(core.options.acquire_timeout), 0, None));
+    };
+    let outcome = {
+        let work = pin!(work());
+        let lost = pin!(guard.lost());
+        match select(work, lost).await {
+            Either::Left((value, _)) => Ok(value),
+            Either::Right((lost, _)) => Err(lost),
+        }
+    };
+    match outcome {
+        Ok(value) => guard.release().await.map(|()| value),
+        Err(lost) => {
+            let _ = guard.release().await;
+            Err(lost)
+        }
+    }
+}
+

@@ -1,0 +1,131 @@
+//! [`LockGuard`]: proof of a hold, with release, loss detection and refresh
+//! control.
+
+use std::future::poll_fn;
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::Instant;
+
+use crate::error::{LockError, LockKind};
+use crate::hold::{Hold, Prior};
+
+/// A held lock of any kind, returned by `acquire` and `try_acquire`.
+///
+/// While the guard lives, redsem refreshes the hold in the background (unless
+/// refresh is off). Release it with [`release`](LockGuard::release), which
+/// confirms the outcome; dropping the guard releases it in the background,
+/// best effort.
+///
+/// ```
+/// # use redsem_core::Mutex;
+/// # use redsem_mock::MockBackend;
+/// # futures::executor::block_on(async {
+/// let mutex = Mutex::new(MockBackend::new(), "jobs")?;
+/// let guard = mutex.acquire().await?;
+/// assert!(guard.is_acquired());
+/// assert_eq!(guard.key(), "mutex:jobs");
+/// guard.release().await?;
+/// # Ok::<(), redsem_core::LockError>(())
+/// # }).unwrap();
+/// ```
+#[must_use = "dropping the guard releases the lock at once"]
+#[derive(Debug)]
+pub struct LockGuard {
+    hold: Arc<Hold>,
+}
+
+impl LockGuard {
+    pub(crate) fn new(hold: Arc<Hold>) -> Self {
+        LockGuard { hold }
+    }
+
+    /// The identifier this hold is stored under in Redis.
+    pub fn identifier(&self) -> &str {
+        &self.hold.id
+    }
+
+    /// The Redis key, with its `mutex:`/`semaphore:` prefix.
+    pub fn key(&self) -> &str {
+        self.hold.core.protocol.key()
+    }
+
+    /// The lock kind.
+    pub fn kind(&self) -> LockKind {
+        self.hold.core.protocol.kind()
+    }
+
+    /// `true` while the hold is confirmed: not lost, not released, and the
+    /// last confirmation (acquire or refresh) has not run out.
+    pub fn is_acquired(&self) -> bool {
+        self.hold.is_acquired()
+    }
+
+    /// When the last confirmed acquire or refresh runs out, measured from
+    /// when that call was sent (so it errs early, never late).
+    pub fn valid_until(&self) -> Instant {
+        self.hold.valid_until()
+    }
+
+    /// Stops refreshing. The hold stays in Redis until its lock timeout
+    /// elapses; then it counts as lost with [`LostReason::Expired`]
+    /// (`lost()` resolves, the callback runs).
+    ///
+    /// [`LostReason::Expired`]: crate::LostReason::Expired
+    pub fn stop_refresh(&self) {
+        self.hold.stop_refresh();
+    }
+
+    /// Resolves with a [`LockError::Lost`] once the hold is lost (refresh
+    /// found it gone, could not confirm it within the lock timeout, or it
+    /// expired after refresh was stopped). Pending while the hold is fine.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: dropping the future changes nothing.
+    pub async fn lost(&self) -> LockError {
+        let reason = poll_fn(|cx| match self.hold.poll_lost(cx.waker()) {
+            Some(reason) => Poll::Ready(reason),
+            None => Poll::Pending,
+        })
+        .await;
+        self.hold.lost_error(reason)
+    }
+
+    /// Releases the hold and confirms it.
+    ///
+    /// Waits for an in-flight refresh first, so a refresh can never
+    /// re-create a released hold.
+    ///
+    /// # Errors
+    ///
+    /// - [`LockError::Lost`] if the hold had been lost before release (the
+    ///   work under it may not have been exclusive), including when Redis no
+    ///   longer had it at release time.
+    /// - [`LockError::Backend`] if Redis failed or did not answer within the
+    ///   command timeout; the hold then expires after its lock timeout.
+    ///
+    /// # Cancel safety
+    ///
+    /// If the future is dropped before it completes, the release continues
+    /// in the background as if the guard had been dropped.
+    pub async fn release(self) -> Result<(), LockError> {
+        let prior = self.hold.begin_release();
+        let outcome = match prior {
+            Prior::Released => return Ok(()),
+            _ => self.hold.release_call().await,
+        };
+        self.hold.finish_release();
+        match (prior, outcome) {
+            (Prior::Lost(reason), _) => Err(self.hold.lost_error(reason)),
+            (_, Ok(true)) => Ok(()),
+            (_, Ok(false)) => Err(self.hold.lost_error(crate::LostReason::Gone)),
+            (_, Err(e)) => Err(e),
+        }
+    }
+}
+
+impl Drop for LockGuard {
+    fn drop(&mut self) {
+        self.hold.clone().release_in_background();
+    }
+}

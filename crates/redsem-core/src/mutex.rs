@@ -1,0 +1,72 @@
+//! [`Mutex`]: one holder at a time, on one Redis.
+
+use std::sync::Arc;
+
+use crate::api::lock_methods;
+use crate::backend::RedisBackend;
+use crate::commands::MutexCommands;
+use crate::engine::LockCore;
+use crate::error::LockError;
+use crate::keys::{prefixed, MUTEX_PREFIX};
+use crate::options::LockOptions;
+use crate::single::SingleNode;
+
+/// A distributed mutex on one Redis server (or Redis Cluster).
+///
+/// Stored as redis-semaphore stores it: the string key `mutex:<key>` holds
+/// the holder's identifier, with the lock timeout as TTL. Node services
+/// using redis-semaphore and Rust services using redsem exclude each other.
+///
+/// A `Mutex` is a cheap-to-clone handle; every [`acquire`](Mutex::acquire)
+/// contends in Redis (with a fresh identifier unless one was fixed), so
+/// tasks may share one instance.
+///
+/// ```
+/// use redsem_core::Mutex;
+/// use redsem_mock::MockBackend;
+///
+/// # futures::executor::block_on(async {
+/// let backend = MockBackend::new();
+/// let mutex = Mutex::new(backend.clone(), "jobs")?;
+///
+/// let guard = mutex.acquire().await?;
+/// assert_eq!(backend.get("mutex:jobs").as_deref(), Some(guard.identifier()));
+/// // a second holder is refused while the first holds it
+/// assert!(mutex.try_acquire().await?.is_none());
+/// guard.release().await?;
+/// assert_eq!(backend.get("mutex:jobs"), None);
+/// # Ok::<(), redsem_core::LockError>(())
+/// # }).unwrap();
+/// ```
+#[derive(Debug)]
+pub struct Mutex<B> {
+    core: Arc<LockCore<SingleNode<MutexCommands, B>>>,
+}
+
+impl<B: RedisBackend + 'static> Mutex<B> {
+    /// A mutex on `key` (stored as `mutex:<key>`) with default options.
+    ///
+    /// # Errors
+    ///
+    /// [`LockError::InvalidOption`] if `key` is empty.
+    pub fn new(backend: B, key: impl AsRef<str>) -> Result<Self, LockError> {
+        Self::with_options(backend, key, LockOptions::default())
+    }
+
+    /// A mutex on `key` with `options`.
+    ///
+    /// # Errors
+    ///
+    /// [`LockError::InvalidOption`] if `key` is empty.
+    pub fn with_options(backend: B, key: impl AsRef<str>, options: LockOptions) -> Result<Self, LockError> {
+        let commands = MutexCommands { key: prefixed(MUTEX_PREFIX, key.as_ref())? };
+        Ok(Mutex { core: LockCore::new(SingleNode { commands, backend }, options) })
+    }
+
+    /// The backend this mutex runs on.
+    pub fn backend(&self) -> &B {
+        &self.core.protocol.backend
+    }
+}
+
+lock_methods!(Mutex, RedisBackend + 'static);

@@ -1,0 +1,427 @@
+//! [`LockOptions`]: timeouts, retries, refresh and identity, shared by every
+//! lock kind. Defaults equal redis-semaphore's.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::error::LockError;
+
+/// Largest accepted lock timeout, in milliseconds (2^62 ms, about 146
+/// million years): larger values would overflow Redis' expiry arithmetic.
+const MAX_LOCK_TIMEOUT_MS: u128 = 1 << 62;
+
+/// The callback type of [`LockOptionsBuilder::on_lock_lost`].
+pub type LostCallback = Arc<dyn Fn(&LockError) + Send + Sync + 'static>;
+
+/// How a lock names its holder in Redis.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Identity {
+    /// A fresh UUID v4 for every acquisition, optionally `<uuid>-<suffix>`.
+    Random { suffix: Option<String> },
+    /// One identifier for every acquisition of this lock instance.
+    Fixed(String),
+}
+
+impl Identity {
+    /// The identifier for a new acquisition.
+    pub(crate) fn make(&self) -> String {
+        match self {
+            Identity::Fixed(id) => id.clone(),
+            Identity::Random { suffix: None } => uuid::Uuid::new_v4().to_string(),
+            Identity::Random { suffix: Some(s) } => format!("{}-{s}", uuid::Uuid::new_v4()),
+        }
+    }
+}
+
+/// Validated options for any lock kind. Build with [`LockOptions::builder`];
+/// [`LockOptions::default()`] gives redis-semaphore's defaults.
+///
+/// ```
+/// use std::time::Duration;
+/// use redsem_core::LockOptions;
+///
+/// let options = LockOptions::builder()
+///     .lock_timeout(Duration::from_secs(30))
+///     .acquire_timeout(Duration::from_secs(5))
+///     .build()?;
+/// assert_eq!(options.refresh_interval(), Some(Duration::from_secs(24)));
+///
+/// // Invalid combinations are errors that say what to change:
+/// let err = LockOptions::builder()
+///     .lock_timeout(Duration::from_secs(1))
+///     .refresh_interval(Duration::from_secs(2))
+///     .build()
+///     .unwrap_err();
+/// assert!(err.to_string().contains("refresh_interval"));
+/// # Ok::<(), redsem_core::LockError>(())
+/// ```
+#[derive(Clone)]
+pub struct LockOptions {
+    pub(crate) lock_timeout: Duration,
+    pub(crate) lock_timeout_ms: u64,
+    pub(crate) acquire_timeout: Duration,
+    pub(crate) max_attempts: Option<u32>,
+    pub(crate) retry_interval: Duration,
+    pub(crate) refresh_interval: Option<Duration>,
+    pub(crate) command_timeout: Duration,
+    pub(crate) identity: Identity,
+    pub(crate) acquired_externally: bool,
+    pub(crate) on_lock_lost: Option<LostCallback>,
+}
+
+impl LockOptions {
+    /// A builder starting from the defaults.
+    pub fn builder() -> LockOptionsBuilder {
+        LockOptionsBuilder::default()
+    }
+
+    /// How long a hold lives in Redis without a refresh (default 10 s).
+    pub fn lock_timeout(&self) -> Duration {
+        self.lock_timeout
+    }
+
+    /// How long `acquire` keeps trying (default 10 s; `Duration::MAX` means
+    /// forever).
+    pub fn acquire_timeout(&self) -> Duration {
+        self.acquire_timeout
+    }
+
+    /// The attempt limit of `acquire`, `None` when unlimited (the default).
+    pub fn max_attempts(&self) -> Option<u32> {
+        self.max_attempts
+    }
+
+    /// The pause between acquire attempts (default 10 ms).
+    pub fn retry_interval(&self) -> Duration {
+        self.retry_interval
+    }
+
+    /// How often a held lock is refreshed; `None` when refresh is off.
+    pub fn refresh_interval(&self) -> Option<Duration> {
+        self.refresh_interval
+    }
+
+    /// The bound on each call to Redis (default: a fifth of the lock timeout).
+    pub fn command_timeout(&self) -> Duration {
+        self.command_timeout
+    }
+
+    /// The fixed identifier, if one was set.
+    pub fn identifier(&self) -> Option<&str> {
+        match &self.identity {
+            Identity::Fixed(id) => Some(id),
+            Identity::Random { .. } => None,
+        }
+    }
+
+    /// Whether the first acquire takes over a hold made elsewhere under the
+    /// fixed identifier.
+    pub fn acquired_externally(&self) -> bool {
+        self.acquired_externally
+    }
+}
+
+impl Default for LockOptions {
+    fn default() -> Self {
+        let lock_timeout = Duration::from_secs(10);
+        LockOptions {
+            lock_timeout,
+            lock_timeout_ms: 10_000,
+            acquire_timeout: Duration::from_secs(10),
+            max_attempts: None,
+            retry_interval: Duration::from_millis(10),
+            refresh_interval: Some(default_refresh(lock_timeout)),
+            command_timeout: default_command_timeout(lock_timeout),
+            identity: Identity::Random { suffix: None },
+            acquired_externally: false,
+            on_lock_lost: None,
+        }
+    }
+}
+
+impl fmt::Debug for LockOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LockOptions")
+            .field("lock_timeout", &self.lock_timeout)
+            .field("acquire_timeout", &self.acquire_timeout)
+            .field("max_attempts", &self.max_attempts)
+            .field("retry_interval", &self.retry_interval)
+            .field("refresh_interval", &self.refresh_interval)
+            .field("command_timeout", &self.command_timeout)
+            .field("identity", &self.identity)
+            .field("acquired_externally", &self.acquired_externally)
+            .field("on_lock_lost", &self.on_lock_lost.as_ref().map(|_| "Fn"))
+            .finish()
+    }
+}
+
+fn default_refresh(lock_timeout: Duration) -> Duration {
+    lock_timeout * 4 / 5
+}
+
+fn default_command_timeout(lock_timeout: Duration) -> Duration {
+    (lock_timeout / 5).max(Duration::from_millis(1))
+}
+
+/// Builds [`LockOptions`]; [`build`](LockOptionsBuilder::build) checks them.
+#[must_use = "a builder does nothing until `build` is called"]
+#[derive(Clone, Default)]
+pub struct LockOptionsBuilder {
+    lock_timeout: Option<Duration>,
+    acquire_timeout: Option<Duration>,
+    max_attempts: Option<u32>,
+    retry_interval: Option<Duration>,
+    refresh_interval: Option<Duration>,
+    command_timeout: Option<Duration>,
+    identifier: Option<String>,
+    identifier_suffix: Option<String>,
+    acquired_externally: bool,
+    on_lock_lost: Option<LostCallback>,
+}
+
+impl fmt::Debug for LockOptionsBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LockOptionsBuilder")
+            .field("lock_timeout", &self.lock_timeout)
+            .field("acquire_timeout", &self.acquire_timeout)
+            .field("max_attempts", &self.max_attempts)
+            .field("retry_interval", &self.retry_interval)
+            .field("refresh_interval", &self.refresh_interval)
+            .field("command_timeout", &self.command_timeout)
+            .field("identifier", &self.identifier)
+            .field("identifier_suffix", &self.identifier_suffix)
+            .field("acquired_externally", &self.acquired_externally)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LockOptionsBuilder {
+    /// How long a hold lives in Redis without a refresh; at least 1 ms,
+    /// counted in whole milliseconds. Default 10 s.
+    pub fn lock_timeout(mut self, timeout: Duration) -> Self {
+        self.lock_timeout = Some(timeout);
+        self
+    }
+
+    /// How long `acquire` keeps trying before it returns
+    /// [`LockError::Timeout`]. `Duration::ZERO` makes exactly one attempt;
+    /// `Duration::MAX` waits forever. Default 10 s.
+    pub fn acquire_timeout(mut self, timeout: Duration) -> Self {
+        self.acquire_timeout = Some(timeout);
+        self
+    }
+
+    /// At most `attempts` tries per `acquire` (at least 1). Default: no
+    /// limit besides the acquire timeout.
+    pub fn max_attempts(mut self, attempts: u32) -> Self {
+        self.max_attempts = Some(attempts);
+        self
+    }
+
+    /// The pause between acquire attempts. Default 10 ms.
+    pub fn retry_interval(mut self, interval: Duration) -> Self {
+        self.retry_interval = Some(interval);
+        self
+    }
+
+    /// How often a held lock is refreshed; must be below the lock timeout.
+    /// `Duration::ZERO` turns refresh off: the hold then expires after the
+    /// lock timeout. Default: 0.8 × the lock timeout.
+    pub fn refresh_interval(mut self, interval: Duration) -> Self {
+        self.refresh_interval = Some(interval);
+        self
+    }
+
+    /// The bound on each call to Redis; a call that takes longer counts as
+    /// failed (it may still have run). Default: a fifth of the lock timeout.
+    pub fn command_timeout(mut self, timeout: Duration) -> Self {
+        self.command_timeout = Some(timeout);
+        self
+    }
+
+    /// Use this identifier for every acquisition instead of a fresh random
+    /// UUID v4. One lock instance with a fixed identifier holds at most one
+    /// guard at a time. Needed to share a hold across processes (see
+    /// [`acquired_externally`](Self::acquired_externally)).
+    pub fn identifier(mut self, identifier: impl Into<String>) -> Self {
+        self.identifier = Some(identifier.into());
+        self
+    }
+
+    /// Random identifiers become `<uuid>-<suffix>`, for example to see which
+    /// service holds a lock.
+    pub fn identifier_suffix(mut self, suffix: impl Into<String>) -> Self {
+        self.identifier_suffix = Some(suffix.into());
+        self
+    }
+
+    /// The first acquire takes over a hold that another process made under
+    /// the same fixed [`identifier`](Self::identifier): it makes one refresh
+    /// call with this lock's timeout instead of acquiring, and fails if the
+    /// hold is gone. Later acquires are normal.
+    pub fn acquired_externally(mut self, yes: bool) -> Self {
+        self.acquired_externally = yes;
+        self
+    }
+
+    /// Called once, from redsem's background thread, when a held lock is
+    /// lost. It must not block. A panic in it is caught.
+    pub fn on_lock_lost(mut self, callback: impl Fn(&LockError) + Send + Sync + 'static) -> Self {
+        self.on_lock_lost = Some(Arc::new(callback));
+        self
+    }
+
+    /// Checks the options.
+    ///
+    /// # Errors
+    ///
+    /// [`LockError::InvalidOption`] naming the option and what to change.
+    pub fn build(self) -> Result<LockOptions, LockError> {
+        let defaults = LockOptions::default();
+        let lock_timeout = self.lock_timeout.unwrap_or(defaults.lock_timeout);
+        let ms = lock_timeout.as_millis();
+        if ms < 1 {
+            return Err(LockError::invalid(
+                "lock_timeout",
+                format!("must be at least 1ms, got {lock_timeout:?}"),
+            ));
+        }
+        if ms > MAX_LOCK_TIMEOUT_MS {
+            return Err(LockError::invalid(
+                "lock_timeout",
+                format!("must be at most 2^62 ms, got {lock_timeout:?}"),
+            ));
+        }
+        let lock_timeout_ms = ms as u64;
+        let lock_timeout = Duration::from_millis(lock_timeout_ms);
+
+        let refresh_interval = match self.refresh_interval {
+            None => Some(default_refresh(lock_timeout)),
+            Some(d) if d.is_zero() => None,
+            Some(d) if d >= lock_timeout => {
+                return Err(LockError::invalid(
+                    "refresh_interval",
+                    format!(
+                        "must be below lock_timeout ({lock_timeout:?}) so the lock is refreshed \
+                         before it expires, got {d:?}; use Duration::ZERO to turn refresh off"
+                    ),
+                ))
+            }
+            Some(d) => Some(d),
+        };
+
+        if self.max_attempts == Some(0) {
+            return Err(LockError::invalid(
+                "max_attempts",
+                "must be at least 1 (1 means a single try)",
+            ));
+        }
+
+        let command_timeout = self.command_timeout.unwrap_or(default_command_timeout(lock_timeout));
+        if command_timeout.is_zero() {
+            return Err(LockError::invalid("command_timeout", "must be above zero"));
+        }
+
+        let identity = match (self.identifier, self.identifier_suffix) {
+            (Some(id), _) if id.is_empty() => {
+                return Err(LockError::invalid(
+                    "identifier",
+                    "must not be empty; omit it to get a random UUID per acquisition",
+                ))
+            }
+            (Some(_), Some(_)) => {
+                return Err(LockError::invalid(
+                    "identifier_suffix",
+                    "has no effect with a fixed identifier; set only one of them",
+                ))
+            }
+            (Some(id), None) => Identity::Fixed(id),
+            (None, suffix) => Identity::Random { suffix },
+        };
+        if self.acquired_externally && !matches!(identity, Identity::Fixed(_)) {
+            return Err(LockError::invalid(
+                "acquired_externally",
+                "needs the identifier of the existing hold: set .identifier(..) as well",
+            ));
+        }
+
+        Ok(LockOptions {
+            lock_timeout,
+            lock_timeout_ms,
+            acquire_timeout: self.acquire_timeout.unwrap_or(defaults.acquire_timeout),
+            max_attempts: self.max_attempts,
+            retry_interval: self.retry_interval.unwrap_or(defaults.retry_interval),
+            refresh_interval,
+            command_timeout,
+            identity,
+            acquired_externally: self.acquired_externally,
+            on_lock_lost: self.on_lock_lost,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(builder: LockOptionsBuilder) -> String {
+        match builder.build() {
+            Ok(o) => panic!("expected an error, got {o:?}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn defaults_match_redis_semaphore() {
+        let o = LockOptions::default();
+        assert_eq!(o.lock_timeout(), Duration::from_secs(10));
+        assert_eq!(o.acquire_timeout(), Duration::from_secs(10));
+        assert_eq!(o.max_attempts(), None);
+        assert_eq!(o.retry_interval(), Duration::from_millis(10));
+        assert_eq!(o.refresh_interval(), Some(Duration::from_secs(8)));
+        assert_eq!(o.identifier(), None);
+        let built = LockOptions::builder().build().map_err(|e| e.to_string());
+        assert_eq!(format!("{:?}", built.ok()), format!("{:?}", Some(o)));
+    }
+
+    #[test]
+    fn refresh_defaults_to_four_fifths_of_the_given_lock_timeout() {
+        let o = LockOptions::builder().lock_timeout(Duration::from_millis(300)).build();
+        assert_eq!(o.ok().and_then(|o| o.refresh_interval()), Some(Duration::from_millis(240)));
+    }
+
+    #[test]
+    fn zero_refresh_turns_refresh_off() {
+        let o = LockOptions::builder().refresh_interval(Duration::ZERO).build();
+        assert_eq!(o.ok().map(|o| o.refresh_interval()), Some(None));
+    }
+
+    #[test]
+    fn bad_options_are_named() {
+        assert!(err(LockOptions::builder().lock_timeout(Duration::from_micros(999)))
+            .contains("invalid lock_timeout: must be at least 1ms"));
+        assert!(err(LockOptions::builder()
+            .lock_timeout(Duration::from_millis(100))
+            .refresh_interval(Duration::from_millis(100)))
+        .contains("invalid refresh_interval: must be below lock_timeout (100ms)"));
+        assert!(err(LockOptions::builder().identifier("")).contains("invalid identifier"));
+        assert!(err(LockOptions::builder().acquired_externally(true))
+            .contains("invalid acquired_externally"));
+        assert!(err(LockOptions::builder().max_attempts(0)).contains("invalid max_attempts"));
+        assert!(err(LockOptions::builder().command_timeout(Duration::ZERO))
+            .contains("invalid command_timeout"));
+        assert!(err(LockOptions::builder().identifier("a").identifier_suffix("b"))
+            .contains("invalid identifier_suffix"));
+    }
+
+    #[test]
+    fn identities() {
+        let random = Identity::Random { suffix: None }.make();
+        assert_eq!(random.len(), 36);
+        assert_eq!(uuid::Uuid::parse_str(&random).map(|u| u.get_version_num()).ok(), Some(4));
+        let suffixed = Identity::Random { suffix: Some("abc".into()) }.make();
+        assert!(suffixed.ends_with("-abc") && suffixed.len() == 40);
+        assert_eq!(Identity::Fixed("x".into()).make(), "x");
+    }
+}

@@ -1,0 +1,171 @@
+//! [`Semaphore`] (up to `limit` holders) and [`MultiSemaphore`] (holders
+//! taking several permits at once), sharing one sorted set per key.
+
+use std::sync::Arc;
+
+use crate::api::lock_methods;
+use crate::backend::RedisBackend;
+use crate::commands::SemaphoreCommands;
+use crate::engine::LockCore;
+use crate::error::LockError;
+use crate::keys::{prefixed, SEMAPHORE_PREFIX};
+use crate::options::LockOptions;
+use crate::single::SingleNode;
+
+/// A distributed counting semaphore: at most `limit` holders at a time.
+///
+/// Stored as redis-semaphore stores it: the sorted set `semaphore:<key>` has
+/// one member per holder (its identifier) scored by acquire time in epoch
+/// milliseconds. Scores come from the Redis server's clock, so client clock
+/// skew cannot let an extra holder in. A [`MultiSemaphore`] on the same key
+/// counts in the same set.
+///
+/// ```
+/// use redsem_core::Semaphore;
+/// use redsem_mock::MockBackend;
+///
+/// # futures::executor::block_on(async {
+/// let backend = MockBackend::new();
+/// let pool = Semaphore::new(backend.clone(), "api", 2)?;
+/// let a = pool.acquire().await?;
+/// let b = pool.acquire().await?;
+/// assert!(pool.try_acquire().await?.is_none()); // the limit is 2
+/// assert_eq!(backend.zcard("semaphore:api"), 2);
+/// a.release().await?;
+/// b.release().await?;
+/// # Ok::<(), redsem_core::LockError>(())
+/// # }).unwrap();
+/// ```
+#[derive(Debug)]
+pub struct Semaphore<B> {
+    core: Arc<LockCore<SingleNode<SemaphoreCommands, B>>>,
+}
+
+impl<B: RedisBackend + 'static> Semaphore<B> {
+    /// A semaphore on `key` (stored as `semaphore:<key>`) allowing `limit`
+    /// holders, with default options.
+    ///
+    /// # Errors
+    ///
+    /// [`LockError::InvalidOption`] if `key` is empty or `limit` is 0.
+    pub fn new(backend: B, key: impl AsRef<str>, limit: u32) -> Result<Self, LockError> {
+        Self::with_options(backend, key, limit, LockOptions::default())
+    }
+
+    /// A semaphore with `options`.
+    ///
+    /// # Errors
+    ///
+    /// [`LockError::InvalidOption`] if `key` is empty or `limit` is 0.
+    pub fn with_options(
+        backend: B,
+        key: impl AsRef<str>,
+        limit: u32,
+        options: LockOptions,
+    ) -> Result<Self, LockError> {
+        let commands = semaphore_commands(key.as_ref(), limit, 0)?;
+        Ok(Semaphore { core: LockCore::new(SingleNode { commands, backend }, options) })
+    }
+
+    /// The number of holders allowed.
+    pub fn limit(&self) -> u32 {
+        self.core.protocol.commands.limit
+    }
+
+    /// The backend this semaphore runs on.
+    pub fn backend(&self) -> &B {
+        &self.core.protocol.backend
+    }
+}
+
+lock_methods!(Semaphore, RedisBackend + 'static);
+
+/// A distributed semaphore whose holders each take `permits` of `limit`
+/// slots at once (all or nothing).
+///
+/// Members are `<identifier>_0 .. <identifier>_<permits-1>` in the same
+/// sorted set as [`Semaphore`], as in redis-semaphore.
+///
+/// ```
+/// use redsem_core::MultiSemaphore;
+/// use redsem_mock::MockBackend;
+///
+/// # futures::executor::block_on(async {
+/// let backend = MockBackend::new();
+/// let big = MultiSemaphore::new(backend.clone(), "gpu", 4, 3)?;
+/// let guard = big.acquire().await?;
+/// let id = guard.identifier().to_owned();
+/// assert_eq!(backend.zrange("semaphore:gpu"), [0, 1, 2].map(|i| format!("{id}_{i}")));
+/// assert!(big.try_acquire().await?.is_none()); // 3 + 3 > 4
+/// guard.release().await?;
+/// # Ok::<(), redsem_core::LockError>(())
+/// # }).unwrap();
+/// ```
+#[derive(Debug)]
+pub struct MultiSemaphore<B> {
+    core: Arc<LockCore<SingleNode<SemaphoreCommands, B>>>,
+}
+
+impl<B: RedisBackend + 'static> MultiSemaphore<B> {
+    /// A multi-semaphore on `key` where each holder takes `permits` of
+    /// `limit` slots, with default options.
+    ///
+    /// # Errors
+    ///
+    /// [`LockError::InvalidOption`] if `key` is empty, `limit` or `permits`
+    /// is 0, or `permits` exceeds `limit` (it could never be acquired).
+    pub fn new(backend: B, key: impl AsRef<str>, limit: u32, permits: u32) -> Result<Self, LockError> {
+        Self::with_options(backend, key, limit, permits, LockOptions::default())
+    }
+
+    /// A multi-semaphore with `options`.
+    ///
+    /// # Errors
+    ///
+    /// As [`new`](Self::new).
+    pub fn with_options(
+        backend: B,
+        key: impl AsRef<str>,
+        limit: u32,
+        permits: u32,
+        options: LockOptions,
+    ) -> Result<Self, LockError> {
+        if permits == 0 {
+            return Err(LockError::invalid("permits", "must be at least 1"));
+        }
+        let commands = semaphore_commands(key.as_ref(), limit, permits)?;
+        Ok(MultiSemaphore { core: LockCore::new(SingleNode { commands, backend }, options) })
+    }
+
+    /// The number of slots.
+    pub fn limit(&self) -> u32 {
+        self.core.protocol.commands.limit
+    }
+
+    /// The slots each holder takes.
+    pub fn permits(&self) -> u32 {
+        self.core.protocol.commands.permits
+    }
+
+    /// The backend this multi-semaphore runs on.
+    pub fn backend(&self) -> &B {
+        &self.core.protocol.backend
+    }
+}
+
+lock_methods!(MultiSemaphore, RedisBackend + 'static);
+
+/// Checks key, limit and permits (0 = plain semaphore).
+pub(crate) fn semaphore_commands(key: &str, limit: u32, permits: u32) -> Result<SemaphoreCommands, LockError> {
+    let key = prefixed(SEMAPHORE_PREFIX, key)?;
+    if limit == 0 {
+        return Err(LockError::invalid("limit", "must be at least 1"));
+    }
+    if permits > limit {
+        return Err(LockError::invalid(
+            "permits",
+            format!("must not exceed limit: {permits} permits of a limit of {limit} could never be acquired"),
+        ));
+    }
+    Ok(SemaphoreCommands { key, limit, permits })
+}

@@ -1,0 +1,113 @@
+//! Sleeping and per-call time bounds on the driver's timers, so core needs
+//! no async runtime of its own.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use futures::future::{select, Either};
+
+use crate::driver::{driver, Fire, TimerKey};
+
+/// A future that completes at `deadline`.
+pub(crate) struct Sleep {
+    deadline: Instant,
+    key: Option<TimerKey>,
+}
+
+/// Completes at `deadline`.
+pub(crate) fn sleep_until(deadline: Instant) -> Sleep {
+    Sleep { deadline, key: None }
+}
+
+/// Completes after `duration`.
+pub(crate) fn sleep(duration: Duration) -> Sleep {
+    sleep_until(Instant::now().checked_add(duration).unwrap_or_else(far_future))
+}
+
+/// An instant so far ahead that it never comes in practice.
+pub(crate) fn far_future() -> Instant {
+    // 30 years; `Instant + Duration::MAX` would overflow.
+    Instant::now() + Duration::from_secs(30 * 365 * 24 * 3600)
+}
+
+impl Future for Sleep {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if Instant::now() >= self.deadline {
+            self.key = None;
+            return Poll::Ready(());
+        }
+        let Ok(driver) = driver() else {
+            // Without the background thread nothing could wake us; the
+            // deadline is treated as reached rather than hanging forever.
+            return Poll::Ready(());
+        };
+        match self.key {
+            Some(key) if driver.update_waker(key, cx.waker()) => Poll::Pending,
+            Some(_) => {
+                // Fired; wakeups can race the clock reading above.
+                self.key = None;
+                Poll::Ready(())
+            }
+            None => {
+                self.key = Some(driver.add_timer(self.deadline, Fire::Wake(cx.waker().clone())));
+                Poll::Pending
+            }
+        }
+    }
+}
+
+impl Drop for Sleep {
+    fn drop(&mut self) {
+        if let (Some(key), Ok(driver)) = (self.key.take(), driver()) {
+            driver.cancel_timer(key);
+        }
+    }
+}
+
+/// The output of `fut`, or `Err(Elapsed)` when `bound` passes first (the
+/// future is then dropped).
+pub(crate) async fn within<F: Future>(bound: Duration, fut: F) -> Result<F::Output, Elapsed> {
+    let fut = std::pin::pin!(fut);
+    match select(fut, sleep(bound)).await {
+        Either::Left((out, _)) => Ok(out),
+        Either::Right(((), _)) => Err(Elapsed),
+    }
+}
+
+/// A time bound passed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Elapsed;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sleep_waits_about_the_duration() {
+        let start = Instant::now();
+        futures::executor::block_on(sleep(Duration::from_millis(30)));
+        let took = start.elapsed();
+        assert!(took >= Duration::from_millis(30), "{took:?}");
+    }
+
+    #[test]
+    fn within_bounds_a_pending_future() {
+        let out = futures::executor::block_on(within(
+            Duration::from_millis(20),
+            futures::future::pending::<()>(),
+        ));
+        assert_eq!(out, Err(Elapsed));
+        let out = futures::executor::block_on(within(Duration::from_secs(5), async { 7 }));
+        assert_eq!(out, Ok(7));
+    }
+
+    #[test]
+    fn many_concurrent_sleeps_all_complete() {
+        let sleeps = (0..200u64).map(|i| sleep(Duration::from_millis(i % 17)));
+        futures::executor::block_on(futures::future::join_all(sleeps));
+    }
+}
