@@ -157,9 +157,9 @@ pub enum LockError {
         reason: LostReason,
     },
 
-    /// A Redlock operation reached too few nodes.
+    /// A Redlock operation succeeded on too few nodes.
     #[error(
-        "{kind} {key}: acquired {acquired} of {total}, needed {quorum}: {}",
+        "{kind} {key}: {operation} {succeeded} of {total}, needed {quorum}: {}",
         join_failures(failures)
     )]
     QuorumNotReached {
@@ -167,13 +167,16 @@ pub enum LockError {
         kind: LockKind,
         /// The Redis key, with its prefix.
         key: String,
-        /// Nodes that granted the lock.
-        acquired: usize,
+        /// What succeeded on too few nodes: `acquired`, `refreshed` or
+        /// `released`.
+        operation: &'static str,
+        /// Nodes where it succeeded.
+        succeeded: usize,
         /// Nodes in the set.
         total: usize,
         /// Votes needed: `total / 2 + 1`.
         quorum: usize,
-        /// Why each other node did not grant it.
+        /// Why each other node did not count.
         failures: Vec<NodeFailure>,
     },
 
@@ -348,7 +351,8 @@ mod tests {
         let err = LockError::QuorumNotReached {
             kind: LockKind::RedlockMutex,
             key: "mutex:jobs".into(),
-            acquired: 1,
+            operation: "acquired",
+            succeeded: 1,
             total: 3,
             quorum: 2,
             failures: vec![

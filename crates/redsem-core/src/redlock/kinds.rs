@@ -1,0 +1,194 @@
+//! The public Redlock lock types.
+
+use std::sync::Arc;
+
+use crate::api::lock_methods;
+use crate::backend::RedisBackend;
+use crate::commands::{MutexCommands, SemaphoreCommands};
+use crate::engine::LockCore;
+use crate::error::{LockError, LockKind};
+use crate::keys::{prefixed, MUTEX_PREFIX};
+use crate::options::LockOptions;
+use crate::redlock::quorum::{drift, Redlock};
+use crate::semaphore::semaphore_commands;
+
+fn check(nodes: &[impl Sized], options: &LockOptions) -> Result<(), LockError> {
+    if nodes.is_empty() {
+        return Err(LockError::invalid("nodes", "must contain at least one backend"));
+    }
+    if drift(options.lock_timeout_ms) >= options.lock_timeout {
+        return Err(LockError::invalid(
+            "lock_timeout",
+            format!(
+                "must exceed Redlock's clock-drift allowance (1% + 2ms), got {:?}",
+                options.lock_timeout
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// A mutex over several independent Redis nodes (the Redlock algorithm):
+/// held while a quorum (`n / 2 + 1`) of nodes hold `mutex:<key>` for it.
+///
+/// Each node stores exactly what [`Mutex`](crate::Mutex) stores. The nodes
+/// must be independent servers (not replicas of each other, not one server
+/// twice); each backend counts as one vote. Mixed clients work through
+/// `Arc<dyn RedisBackend>`.
+///
+/// ```
+/// use redsem_core::RedlockMutex;
+/// use redsem_mock::MockBackend;
+///
+/// # futures::executor::block_on(async {
+/// let nodes = vec![MockBackend::new(), MockBackend::new(), MockBackend::new()];
+/// nodes[2].go_down(); // one node down: 2 of 3 is still a quorum
+/// let mutex = RedlockMutex::new(nodes.clone(), "jobs")?;
+/// let guard = mutex.acquire().await?;
+/// assert_eq!(nodes[0].get("mutex:jobs").as_deref(), Some(guard.identifier()));
+/// guard.release().await?;
+/// # Ok::<(), redsem_core::LockError>(())
+/// # }).unwrap();
+/// ```
+#[derive(Debug)]
+pub struct RedlockMutex<B> {
+    core: Arc<LockCore<Redlock<MutexCommands, B>>>,
+}
+
+impl<B: RedisBackend + 'static> RedlockMutex<B> {
+    /// A Redlock mutex on `key` over `nodes`, with default options.
+    ///
+    /// # Errors
+    ///
+    /// [`LockError::InvalidOption`] if `nodes` is empty or `key` is empty.
+    pub fn new(nodes: Vec<B>, key: impl AsRef<str>) -> Result<Self, LockError> {
+        Self::with_options(nodes, key, LockOptions::default())
+    }
+
+    /// A Redlock mutex with `options`.
+    ///
+    /// # Errors
+    ///
+    /// As [`new`](Self::new), and if the lock timeout does not exceed the
+    /// clock-drift allowance.
+    pub fn with_options(nodes: Vec<B>, key: impl AsRef<str>, options: LockOptions) -> Result<Self, LockError> {
+        check(&nodes, &options)?;
+        let commands = MutexCommands { key: prefixed(MUTEX_PREFIX, key.as_ref())? };
+        let protocol = Redlock { commands, nodes, kind: LockKind::RedlockMutex };
+        Ok(RedlockMutex { core: LockCore::new(protocol, options) })
+    }
+
+    /// The nodes, in the order given (node 1 is the first).
+    pub fn nodes(&self) -> &[B] {
+        &self.core.protocol.nodes
+    }
+}
+
+lock_methods!(RedlockMutex, RedisBackend + 'static);
+
+/// A counting semaphore over several independent Redis nodes (Redlock):
+/// held while a quorum of nodes have this holder among at most `limit`.
+#[derive(Debug)]
+pub struct RedlockSemaphore<B> {
+    core: Arc<LockCore<Redlock<SemaphoreCommands, B>>>,
+}
+
+impl<B: RedisBackend + 'static> RedlockSemaphore<B> {
+    /// A Redlock semaphore on `key` allowing `limit` holders, default options.
+    ///
+    /// # Errors
+    ///
+    /// [`LockError::InvalidOption`] if `nodes` or `key` is empty or `limit`
+    /// is 0.
+    pub fn new(nodes: Vec<B>, key: impl AsRef<str>, limit: u32) -> Result<Self, LockError> {
+        Self::with_options(nodes, key, limit, LockOptions::default())
+    }
+
+    /// A Redlock semaphore with `options`.
+    ///
+    /// # Errors
+    ///
+    /// As [`new`](Self::new), and if the lock timeout does not exceed the
+    /// clock-drift allowance.
+    pub fn with_options(
+        nodes: Vec<B>,
+        key: impl AsRef<str>,
+        limit: u32,
+        options: LockOptions,
+    ) -> Result<Self, LockError> {
+        check(&nodes, &options)?;
+        let commands = semaphore_commands(key.as_ref(), limit, 0)?;
+        let protocol = Redlock { commands, nodes, kind: LockKind::RedlockSemaphore };
+        Ok(RedlockSemaphore { core: LockCore::new(protocol, options) })
+    }
+
+    /// The number of holders allowed.
+    pub fn limit(&self) -> u32 {
+        self.core.protocol.commands.limit
+    }
+
+    /// The nodes, in the order given.
+    pub fn nodes(&self) -> &[B] {
+        &self.core.protocol.nodes
+    }
+}
+
+lock_methods!(RedlockSemaphore, RedisBackend + 'static);
+
+/// A multi-permit semaphore over several independent Redis nodes (Redlock).
+#[derive(Debug)]
+pub struct RedlockMultiSemaphore<B> {
+    core: Arc<LockCore<Redlock<SemaphoreCommands, B>>>,
+}
+
+impl<B: RedisBackend + 'static> RedlockMultiSemaphore<B> {
+    /// A Redlock multi-semaphore where each holder takes `permits` of
+    /// `limit` slots, default options.
+    ///
+    /// # Errors
+    ///
+    /// [`LockError::InvalidOption`] if `nodes` or `key` is empty, `limit` or
+    /// `permits` is 0, or `permits` exceeds `limit`.
+    pub fn new(nodes: Vec<B>, key: impl AsRef<str>, limit: u32, permits: u32) -> Result<Self, LockError> {
+        Self::with_options(nodes, key, limit, permits, LockOptions::default())
+    }
+
+    /// A Redlock multi-semaphore with `options`.
+    ///
+    /// # Errors
+    ///
+    /// As [`new`](Self::new), and if the lock timeout does not exceed the
+    /// clock-drift allowance.
+    pub fn with_options(
+        nodes: Vec<B>,
+        key: impl AsRef<str>,
+        limit: u32,
+        permits: u32,
+        options: LockOptions,
+    ) -> Result<Self, LockError> {
+        check(&nodes, &options)?;
+        if permits == 0 {
+            return Err(LockError::invalid("permits", "must be at least 1"));
+        }
+        let commands = semaphore_commands(key.as_ref(), limit, permits)?;
+        let protocol = Redlock { commands, nodes, kind: LockKind::RedlockMultiSemaphore };
+        Ok(RedlockMultiSemaphore { core: LockCore::new(protocol, options) })
+    }
+
+    /// The number of slots.
+    pub fn limit(&self) -> u32 {
+        self.core.protocol.commands.limit
+    }
+
+    /// The slots each holder takes.
+    pub fn permits(&self) -> u32 {
+        self.core.protocol.commands.permits
+    }
+
+    /// The nodes, in the order given.
+    pub fn nodes(&self) -> &[B] {
+        &self.core.protocol.nodes
+    }
+}
+
+lock_methods!(RedlockMultiSemaphore, RedisBackend + 'static);

@@ -1,0 +1,171 @@
+//! Fault injection: injected errors, latency, hangs, a node that is down or
+//! restarts.
+
+use std::fmt;
+use std::time::Duration;
+
+use futures::channel::oneshot;
+use futures::future::{FutureExt, Shared};
+use redsem_core::{BackendError, BackendErrorKind};
+
+use crate::MockBackend;
+
+/// What hung calls wait on: resolves when its sender is dropped.
+pub(crate) type Gate = Shared<oneshot::Receiver<()>>;
+
+/// An active hang: dropping `_release` wakes every call waiting on `gate`.
+struct Hang {
+    _release: oneshot::Sender<()>,
+    gate: Gate,
+}
+
+impl fmt::Debug for Hang {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Hang")
+    }
+}
+
+/// A node's injected faults.
+#[derive(Debug)]
+pub(crate) struct Faults {
+    pub(crate) latency: Duration,
+    pub(crate) fail_next: u64,
+    fail_kind: BackendErrorKind,
+    pub(crate) down: bool,
+    hang: Option<Hang>,
+}
+
+impl Default for Faults {
+    fn default() -> Self {
+        Faults {
+            latency: Duration::ZERO,
+            fail_next: 0,
+            fail_kind: BackendErrorKind::Connection,
+            down: false,
+            hang: None,
+        }
+    }
+}
+
+impl Faults {
+    /// A refused connection while the node is down.
+    pub(crate) fn check_up(&self) -> Result<(), BackendError> {
+        if self.down {
+            return Err(BackendError::new(
+                BackendErrorKind::Connection,
+                "connection refused",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Uses up one injected failure, if any is pending.
+    pub(crate) fn take_injected(&mut self) -> Result<(), BackendError> {
+        if self.fail_next == 0 {
+            return Ok(());
+        }
+        self.fail_next -= 1;
+        Err(BackendError::new(self.fail_kind, "mock: injected failure"))
+    }
+
+    /// What to wait on while the node hangs.
+    pub(crate) fn hang_gate(&self) -> Option<Gate> {
+        self.hang.as_ref().map(|h| h.gate.clone())
+    }
+
+    pub(crate) fn is_hung(&self) -> bool {
+        self.hang.is_some()
+    }
+}
+
+/// Fault injection. Each fault applies to this node only (and so to every
+/// clone of this handle), takes effect on the next calls, and leaves the
+/// sync inspection methods alone.
+impl MockBackend {
+    /// The next `n` backend calls fail with a [`BackendErrorKind::Connection`]
+    /// error, "mock: injected failure", without running. Replaces any pending
+    /// count. A call takes its failure when it would run, after any latency
+    /// or hang.
+    pub fn fail_next(&self, n: u64) {
+        self.fail_next_with(n, BackendErrorKind::Connection);
+    }
+
+    /// Like [`fail_next`](Self::fail_next) with an error of `kind`, such as
+    /// [`BackendErrorKind::Timeout`] or [`BackendErrorKind::Server`].
+    pub fn fail_next_with(&self, n: u64, kind: BackendErrorKind) {
+        let mut state = self.node.lock();
+        state.faults.fail_next = n;
+        state.faults.fail_kind = kind;
+    }
+
+    /// Injected failures not yet used up.
+    pub fn pending_failures(&self) -> u64 {
+        self.node.lock().faults.fail_next
+    }
+
+    /// Every backend call first waits `latency` (an `async_io` timer, so no
+    /// runtime is needed); [`Duration::ZERO`] turns the delay off. A call
+    /// dropped during the wait never runs its command.
+    pub fn set_latency(&self, latency: Duration) {
+        self.node.lock().faults.latency = latency;
+    }
+
+    /// The current per-call latency.
+    pub fn latency(&self) -> Duration {
+        self.node.lock().faults.latency
+    }
+
+    /// Backend calls wait (pend, without spinning) until
+    /// [`unhang`](Self::unhang), then run. Dropping a waiting call is fine:
+    /// its command never runs. Calls that start while the node is down still
+    /// fail at once.
+    pub fn hang(&self) {
+        let mut state = self.node.lock();
+        if state.faults.hang.is_none() {
+            let (release, gate) = oneshot::channel();
+            state.faults.hang = Some(Hang {
+                _release: release,
+                gate: gate.shared(),
+            });
+        }
+    }
+
+    /// Ends a [`hang`](Self::hang): the waiting calls wake up and run.
+    pub fn unhang(&self) {
+        let hang = self.node.lock().faults.hang.take();
+        drop(hang); // wakes the waiters, outside the lock
+    }
+
+    /// Whether the node hangs.
+    pub fn is_hung(&self) -> bool {
+        self.node.lock().faults.is_hung()
+    }
+
+    /// Takes the node down: every backend call fails at once with a
+    /// [`BackendErrorKind::Connection`] error, "connection refused" (calls
+    /// already waiting on latency or a hang fail when they wake). The data is
+    /// kept.
+    pub fn go_down(&self) {
+        self.node.lock().faults.down = true;
+    }
+
+    /// Brings the node back up after [`go_down`](Self::go_down), data intact.
+    pub fn come_up(&self) {
+        self.node.lock().faults.down = false;
+    }
+
+    /// Whether the node is down.
+    pub fn is_down(&self) -> bool {
+        self.node.lock().faults.down
+    }
+
+    /// Restarts the node without persistence: all keys and the script cache
+    /// are wiped and the node is up. The clock, the statistics and the other
+    /// faults (latency, hang, pending failures) stay as they are.
+    pub fn restart(&self) {
+        let mut state = self.node.lock();
+        state.data.clear();
+        state.scripts.clear();
+        state.faults.down = false;
+    }
+}

@@ -1,0 +1,118 @@
+//! Sync inspection and setup of a node's keys.
+
+use std::time::Duration;
+
+use crate::clock::duration_ms_ceil;
+use crate::MockBackend;
+
+/// Inspection and setup. These are the test's direct view of the node: they
+/// see the data as a script would at the node's current time (expired keys
+/// are gone), ignore injected faults (they work while the node is down or
+/// hung) and are not counted in [`calls`](MockBackend::calls).
+impl MockBackend {
+    /// The value of a string key; `None` when the key does not exist or
+    /// holds a sorted set.
+    pub fn get(&self, key: &str) -> Option<String> {
+        let mut state = self.node.lock();
+        let now = state.clock.now_ms();
+        state.data.get(key, now).ok().flatten().map(str::to_owned)
+    }
+
+    /// `SET key value`: stores a string without expiry, replacing any value
+    /// and TTL.
+    pub fn set(&self, key: &str, value: &str) {
+        self.node.lock().data.set(key, value, None);
+    }
+
+    /// `SET key value PX ttl`: stores a string that expires after `ttl`
+    /// (rounded up to whole milliseconds; a zero `ttl` stores a key that has
+    /// already expired), replacing any value and TTL.
+    pub fn set_with_ttl(&self, key: &str, value: &str, ttl: Duration) {
+        let mut state = self.node.lock();
+        let expires_at = state.clock.now_ms().saturating_add(duration_ms_ceil(ttl));
+        state.data.set(key, value, Some(expires_at));
+    }
+
+    /// `DEL key`: `true` when the key existed.
+    pub fn del(&self, key: &str) -> bool {
+        let mut state = self.node.lock();
+        let now = state.clock.now_ms();
+        state.data.del(key, now)
+    }
+
+    /// `EXISTS key`, for a key of either type.
+    pub fn exists(&self, key: &str) -> bool {
+        let mut state = self.node.lock();
+        let now = state.clock.now_ms();
+        state.data.exists(key, now)
+    }
+
+    /// Every key that exists, sorted.
+    pub fn keys(&self) -> Vec<String> {
+        let mut state = self.node.lock();
+        let now = state.clock.now_ms();
+        state.data.keys(now)
+    }
+
+    /// The time `key` has left to live (`PTTL`), by the node's clock;
+    /// `None` when the key does not exist or has no expiry.
+    pub fn ttl(&self, key: &str) -> Option<Duration> {
+        let mut state = self.node.lock();
+        let now = state.clock.now_ms();
+        let ms = state.data.ttl_ms(key, now)?;
+        Some(Duration::from_millis(u64::try_from(ms).unwrap_or(0)))
+    }
+
+    /// `ZADD key score_ms member`: adds the member or updates its score;
+    /// `true` when it is new. A string at `key` is replaced by a new sorted
+    /// set (a setup shortcut: Redis would answer `WRONGTYPE`). The key's TTL
+    /// is kept.
+    pub fn zadd(&self, key: &str, score_ms: i64, member: &str) -> bool {
+        let mut state = self.node.lock();
+        let now = state.clock.now_ms();
+        if state.data.zset(key, now).is_err() {
+            state.data.del(key, now);
+        }
+        match state.data.zset_or_create(key, now) {
+            Ok(z) => z.add(member, score_ms),
+            Err(_) => false, // not reached: the string was deleted above
+        }
+    }
+
+    /// The members of the sorted set at `key` ordered by score, then by
+    /// member (`ZRANGE key 0 -1`); empty when the key does not exist or
+    /// holds a string.
+    pub fn zrange(&self, key: &str) -> Vec<String> {
+        self.zrange_with_scores(key)
+            .into_iter()
+            .map(|(member, _)| member)
+            .collect()
+    }
+
+    /// Like [`zrange`](Self::zrange), with each member's score in ms
+    /// (`ZRANGE key 0 -1 WITHSCORES`).
+    pub fn zrange_with_scores(&self, key: &str) -> Vec<(String, i64)> {
+        let mut state = self.node.lock();
+        let now = state.clock.now_ms();
+        match state.data.zset(key, now) {
+            Ok(Some(z)) => z.iter().map(|(m, s)| (m.to_owned(), s)).collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// `ZCARD key`: 0 when the key does not exist or holds a string.
+    pub fn zcard(&self, key: &str) -> usize {
+        let mut state = self.node.lock();
+        let now = state.clock.now_ms();
+        match state.data.zset(key, now) {
+            Ok(Some(z)) => z.len(),
+            _ => 0,
+        }
+    }
+
+    /// `FLUSHALL`: deletes every key. The script cache is kept (see
+    /// [`flush_scripts`](MockBackend::flush_scripts)).
+    pub fn flush_all(&self) {
+        self.node.lock().data.clear();
+    }
+}

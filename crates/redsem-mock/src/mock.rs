@@ -1,0 +1,183 @@
+//! [`MockBackend`]: the handle, its [`RedisBackend`] implementation, the
+//! clock, the script cache and the call statistics.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use redsem_core::{Arg, BackendError, BackendErrorKind, RedisBackend, Reply, Script};
+
+use crate::node::Node;
+use crate::scripts;
+
+/// An in-memory Redis node that runs redsem's scripts natively.
+///
+/// [`MockBackend::new`] creates a new, empty node; [`Clone`] gives another
+/// handle to the same node, so a test can keep one handle for inspection
+/// and fault injection while the code under test owns another. Separate
+/// `new()` nodes share nothing, which makes them independent Redlock votes.
+///
+/// Every backend call (`eval_sha`, `eval`, `set_nx_px`, and `run_script`
+/// through them) runs atomically under the node's lock. The sync inspection
+/// methods are the test's direct view of the node: they are not backend
+/// calls, ignore injected faults and are not counted.
+///
+/// See the [crate documentation](crate) for examples.
+#[derive(Clone)]
+pub struct MockBackend {
+    pub(crate) node: Arc<Node>,
+}
+
+impl MockBackend {
+    /// A new node: no keys, an empty script cache, no faults, its clock at
+    /// the current wall-clock time.
+    pub fn new() -> Self {
+        MockBackend {
+            node: Arc::new(Node::new()),
+        }
+    }
+
+    /// Whether `self` and `other` are handles to the same node.
+    pub fn is_same_node(&self, other: &MockBackend) -> bool {
+        Arc::ptr_eq(&self.node, &other.node)
+    }
+
+    /// The node's clock in milliseconds since the Unix epoch: the wall-clock
+    /// time when the node was created, plus the (monotonic) time elapsed
+    /// since, plus every [`advance`](Self::advance). Key expiry and the
+    /// semaphore scripts' `TIME` use this clock.
+    pub fn now_ms(&self) -> i64 {
+        self.node.lock().clock.now_ms()
+    }
+
+    /// Moves the node's clock forward by `by`, so keys expire without the
+    /// test sleeping. A key with a TTL of `t` is gone once the clock has
+    /// moved `t` past the moment its TTL was set.
+    pub fn advance(&self, by: Duration) {
+        self.node.lock().clock.advance(by);
+    }
+
+    /// Empties the script cache (`SCRIPT FLUSH`): the next `EVALSHA` of each
+    /// script answers `NOSCRIPT`.
+    pub fn flush_scripts(&self) {
+        self.node.lock().scripts.clear();
+    }
+
+    /// Whether `script` is in the node's script cache (it has run by `EVAL`
+    /// since the node was created, restarted or its scripts flushed).
+    pub fn is_script_loaded(&self, script: &Script) -> bool {
+        self.node.lock().scripts.contains(script.sha1())
+    }
+
+    /// Backend calls made on this node so far, failed ones included.
+    pub fn calls(&self) -> u64 {
+        self.node.lock().stats.calls
+    }
+
+    /// Successful executions of the script named `name` (such as
+    /// `"mutex_release"`), by `EVALSHA` or `EVAL`; native
+    /// [`set_nx_px`](RedisBackend::set_nx_px) calls count under
+    /// `"set_nx_px"`. A `NOSCRIPT` answer or any other error is not counted.
+    pub fn script_calls(&self, name: &str) -> u64 {
+        self.node
+            .lock()
+            .stats
+            .executions
+            .get(name)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Sets [`calls`](Self::calls) and every
+    /// [`script_calls`](Self::script_calls) back to zero.
+    pub fn reset_stats(&self) {
+        let mut state = self.node.lock();
+        state.stats.calls = 0;
+        state.stats.executions.clear();
+    }
+}
+
+impl Default for MockBackend {
+    fn default() -> Self {
+        MockBackend::new()
+    }
+}
+
+/// A summary of the node (never its data).
+impl fmt::Debug for MockBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = self.node.lock();
+        f.debug_struct("MockBackend")
+            .field("node", &Arc::as_ptr(&self.node))
+            .field("keys", &state.data.len())
+            .field("cached_scripts", &state.scripts.len())
+            .field("now_ms", &state.clock.now_ms())
+            .field("calls", &state.stats.calls)
+            .field("down", &state.faults.down)
+            .field("hung", &state.faults.is_hung())
+            .field("latency", &state.faults.latency)
+            .field("pending_failures", &state.faults.fail_next)
+            .finish()
+    }
+}
+
+fn no_script() -> BackendError {
+    BackendError::new(
+        BackendErrorKind::NoScript,
+        "NOSCRIPT No matching script. Please use EVAL.",
+    )
+}
+
+/// Redis semantics for redsem's six scripts (emulated natively, no Lua) and
+/// a native `SET NX PX`. Any other script is refused with a
+/// [`BackendErrorKind::Server`] error.
+#[async_trait]
+impl RedisBackend for MockBackend {
+    /// `EVALSHA`: answers `NOSCRIPT` ([`BackendErrorKind::NoScript`]) unless
+    /// the script was loaded on this node by [`eval`](RedisBackend::eval).
+    async fn eval_sha(
+        &self,
+        script: &Script,
+        keys: &[&str],
+        args: &[Arg<'_>],
+    ) -> Result<Reply, BackendError> {
+        self.node
+            .call(|state, now| {
+                if !state.scripts.contains(script.sha1()) {
+                    return Err(no_script());
+                }
+                state.run_script(script, keys, args, now)
+            })
+            .await
+    }
+
+    /// `EVAL`: loads the script into the node's cache and runs it.
+    async fn eval(
+        &self,
+        script: &Script,
+        keys: &[&str],
+        args: &[Arg<'_>],
+    ) -> Result<Reply, BackendError> {
+        self.node
+            .call(|state, now| {
+                let known = scripts::known(script).ok_or_else(|| scripts::unknown(script))?;
+                state.scripts.insert(known.sha1().to_owned());
+                state.run_script(known, keys, args, now)
+            })
+            .await
+    }
+
+    /// `SET key value PX ttl_ms NX` as one native command; a `ttl_ms` of 0
+    /// is an error, as in Redis.
+    async fn set_nx_px(&self, key: &str, value: &str, ttl_ms: u64) -> Result<bool, BackendError> {
+        let ttl_ms = i64::try_from(ttl_ms).unwrap_or(i64::MAX);
+        self.node
+            .call(|state, now| {
+                let set = state.data.set_nx_px(key, value, ttl_ms, now)?;
+                state.stats.executed("set_nx_px");
+                Ok(set)
+            })
+            .await
+    }
+}

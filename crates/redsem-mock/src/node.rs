@@ -1,0 +1,119 @@
+//! One node's state behind one lock, and the path every backend call takes
+//! through the injected faults.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Mutex, MutexGuard};
+
+use redsem_core::{Arg, BackendError, Reply, Script};
+
+use crate::clock::Clock;
+use crate::data::Keyspace;
+use crate::faults::Faults;
+use crate::scripts;
+
+/// Call statistics.
+#[derive(Debug, Default)]
+pub(crate) struct Stats {
+    /// Backend calls, failed ones included.
+    pub(crate) calls: u64,
+    /// Successful executions per script name (`set_nx_px` included).
+    pub(crate) executions: HashMap<&'static str, u64>,
+}
+
+impl Stats {
+    pub(crate) fn executed(&mut self, name: &'static str) {
+        *self.executions.entry(name).or_default() += 1;
+    }
+}
+
+/// Everything a node holds; guarded by the node's single lock, so every
+/// command and script runs atomically.
+#[derive(Debug)]
+pub(crate) struct State {
+    pub(crate) data: Keyspace,
+    /// SHA-1s of the scripts loaded by `EVAL` (the script cache).
+    pub(crate) scripts: HashSet<String>,
+    pub(crate) clock: Clock,
+    pub(crate) faults: Faults,
+    pub(crate) stats: Stats,
+}
+
+impl State {
+    /// Runs one of redsem's scripts and counts it when it succeeds.
+    pub(crate) fn run_script(
+        &mut self,
+        script: &Script,
+        keys: &[&str],
+        args: &[Arg<'_>],
+        now: i64,
+    ) -> Result<Reply, BackendError> {
+        let known = scripts::known(script).ok_or_else(|| scripts::unknown(script))?;
+        let reply = scripts::run(&mut self.data, now, known, keys, args)?;
+        self.stats.executed(known.name());
+        Ok(reply)
+    }
+}
+
+/// One emulated Redis server.
+#[derive(Debug)]
+pub(crate) struct Node {
+    state: Mutex<State>,
+}
+
+impl Node {
+    pub(crate) fn new() -> Self {
+        let state = State {
+            data: Keyspace::default(),
+            scripts: HashSet::new(),
+            clock: Clock::new(),
+            faults: Faults::default(),
+            stats: Stats::default(),
+        };
+        Node {
+            state: Mutex::new(state),
+        }
+    }
+
+    /// The state; a lock poisoned by a panicking test thread is recovered
+    /// (every operation leaves the state consistent before it can panic).
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// One backend call: counts it, fails at once while the node is down,
+    /// waits out the latency and any hang, then (unless the node went down
+    /// meanwhile or a failure is injected) runs `op` under the lock with the
+    /// node's current time.
+    ///
+    /// Dropping the future before `op` runs means the command never runs.
+    pub(crate) async fn call<T>(
+        &self,
+        op: impl FnOnce(&mut State, i64) -> Result<T, BackendError>,
+    ) -> Result<T, BackendError> {
+        let latency = {
+            let mut state = self.lock();
+            state.stats.calls += 1;
+            state.faults.check_up()?;
+            state.faults.latency
+        };
+        if !latency.is_zero() {
+            async_io::Timer::after(latency).await;
+        }
+        loop {
+            let gate = {
+                let mut state = self.lock();
+                match state.faults.hang_gate() {
+                    Some(gate) => gate,
+                    None => {
+                        state.faults.check_up()?;
+                        state.faults.take_injected()?;
+                        let now = state.clock.now_ms();
+                        return op(&mut state, now);
+                    }
+                }
+            };
+            // Resolves (with `Canceled`) once `unhang` drops the sender.
+            let _ = gate.await;
+        }
+    }
+}

@@ -1,0 +1,215 @@
+//! The mutex scripts and `set_nx_px`, mirrored from the Lua.
+
+use std::time::Duration;
+
+use futures::executor::block_on;
+use redsem_core::script::{MUTEX_ACQUIRE, MUTEX_REFRESH, MUTEX_RELEASE};
+use redsem_core::{Arg, BackendErrorKind, RedisBackend, Script};
+
+use super::{assert_ttl, run};
+use crate::MockBackend;
+
+const KEY: &str = "mutex:k";
+
+#[test]
+fn acquire_script_is_set_nx_px() {
+    let redis = MockBackend::new();
+    assert_eq!(
+        run(
+            &redis,
+            &MUTEX_ACQUIRE,
+            KEY,
+            &[Arg::Str("a"), Arg::Int(1_000)]
+        ),
+        1
+    );
+    assert_eq!(
+        run(
+            &redis,
+            &MUTEX_ACQUIRE,
+            KEY,
+            &[Arg::Str("b"), Arg::Int(1_000)]
+        ),
+        0
+    );
+    assert_eq!(redis.get(KEY).as_deref(), Some("a"));
+    assert_ttl(&redis, KEY, 1_000);
+    assert_eq!(redis.script_calls("mutex_acquire"), 2);
+
+    // Numbers may arrive as strings, as Redis receives them.
+    redis.advance(Duration::from_secs(1));
+    assert_eq!(
+        run(
+            &redis,
+            &MUTEX_ACQUIRE,
+            KEY,
+            &[Arg::Str("b"), Arg::Str("500")]
+        ),
+        1
+    );
+    assert_ttl(&redis, KEY, 500);
+}
+
+#[test]
+fn acquire_rejects_a_ttl_redis_rejects() {
+    let redis = MockBackend::new();
+    for ttl in [0, -5] {
+        let err =
+            block_on(redis.run_script(&MUTEX_ACQUIRE, &[KEY], &[Arg::Str("a"), Arg::Int(ttl)]))
+                .unwrap_err();
+        assert_eq!(err.kind(), BackendErrorKind::Server);
+        assert!(err.message().contains("invalid expire time"), "{err}");
+    }
+    let err = block_on(redis.set_nx_px(KEY, "a", 0)).unwrap_err();
+    assert_eq!(err.kind(), BackendErrorKind::Server);
+    let err = block_on(redis.run_script(&MUTEX_ACQUIRE, &[KEY], &[Arg::Str("a"), Arg::Str("x")]))
+        .unwrap_err();
+    assert!(err.message().contains("ARGV[2]"), "{err}");
+    assert!(redis.keys().is_empty());
+}
+
+#[test]
+fn native_set_nx_px_bypasses_the_script_cache() {
+    let redis = MockBackend::new();
+    assert!(block_on(redis.set_nx_px(KEY, "a", 100)).unwrap());
+    assert!(!block_on(redis.set_nx_px(KEY, "b", 100)).unwrap());
+    assert_eq!(redis.calls(), 2);
+    assert_eq!(redis.script_calls("set_nx_px"), 2);
+    assert_eq!(redis.script_calls("mutex_acquire"), 0);
+    assert!(!redis.is_script_loaded(&MUTEX_ACQUIRE));
+    redis.advance(Duration::from_millis(100));
+    assert!(block_on(redis.set_nx_px(KEY, "b", 100)).unwrap());
+    assert_eq!(redis.get(KEY).as_deref(), Some("b"));
+}
+
+#[test]
+fn refresh_only_when_the_value_matches() {
+    let redis = MockBackend::new();
+    assert_eq!(
+        run(
+            &redis,
+            &MUTEX_REFRESH,
+            KEY,
+            &[Arg::Str("a"), Arg::Int(5_000)]
+        ),
+        0
+    );
+    assert!(!redis.exists(KEY), "refresh never creates the key");
+
+    redis.set_with_ttl(KEY, "a", Duration::from_millis(1_000));
+    assert_eq!(
+        run(
+            &redis,
+            &MUTEX_REFRESH,
+            KEY,
+            &[Arg::Str("b"), Arg::Int(5_000)]
+        ),
+        0
+    );
+    assert_ttl(&redis, KEY, 1_000);
+
+    assert_eq!(
+        run(
+            &redis,
+            &MUTEX_REFRESH,
+            KEY,
+            &[Arg::Str("a"), Arg::Int(5_000)]
+        ),
+        1
+    );
+    assert_ttl(&redis, KEY, 5_000);
+    redis.advance(Duration::from_millis(4_500));
+    assert!(redis.exists(KEY));
+    redis.advance(Duration::from_millis(500));
+    assert_eq!(
+        run(
+            &redis,
+            &MUTEX_REFRESH,
+            KEY,
+            &[Arg::Str("a"), Arg::Int(5_000)]
+        ),
+        0
+    );
+
+    // PEXPIRE also gives a key without expiry one.
+    redis.set(KEY, "a");
+    assert_eq!(redis.ttl(KEY), None);
+    assert_eq!(
+        run(&redis, &MUTEX_REFRESH, KEY, &[Arg::Str("a"), Arg::Int(300)]),
+        1
+    );
+    assert_ttl(&redis, KEY, 300);
+}
+
+#[test]
+fn refresh_with_a_non_positive_ttl_deletes_like_pexpire() {
+    let redis = MockBackend::new();
+    redis.set(KEY, "a");
+    assert_eq!(
+        run(&redis, &MUTEX_REFRESH, KEY, &[Arg::Str("a"), Arg::Int(0)]),
+        1
+    );
+    assert!(!redis.exists(KEY));
+}
+
+#[test]
+fn release_only_when_the_value_matches() {
+    let redis = MockBackend::new();
+    assert_eq!(run(&redis, &MUTEX_RELEASE, KEY, &[Arg::Str("a")]), 0);
+    redis.set(KEY, "a");
+    assert_eq!(run(&redis, &MUTEX_RELEASE, KEY, &[Arg::Str("b")]), 0);
+    assert!(redis.exists(KEY));
+    assert_eq!(run(&redis, &MUTEX_RELEASE, KEY, &[Arg::Str("a")]), 1);
+    assert!(!redis.exists(KEY));
+    assert_eq!(run(&redis, &MUTEX_RELEASE, KEY, &[Arg::Str("a")]), 0);
+    // An integer identifier compares as its decimal string.
+    redis.set(KEY, "42");
+    assert_eq!(run(&redis, &MUTEX_RELEASE, KEY, &[Arg::Int(42)]), 1);
+}
+
+#[test]
+fn wrong_type_and_missing_keys_are_server_errors() {
+    let redis = MockBackend::new();
+    redis.zadd(KEY, 1, "m");
+    let err = block_on(redis.run_script(&MUTEX_RELEASE, &[KEY], &[Arg::Str("a")])).unwrap_err();
+    assert_eq!(err.kind(), BackendErrorKind::Server);
+    assert!(err.message().starts_with("WRONGTYPE"), "{err}");
+    assert!(
+        !block_on(redis.set_nx_px(KEY, "a", 100)).unwrap(),
+        "NX sees a key of any type"
+    );
+
+    let err = block_on(redis.run_script(&MUTEX_RELEASE, &[], &[Arg::Str("a")])).unwrap_err();
+    assert!(err.message().contains("KEYS[1]"), "{err}");
+    let err = block_on(redis.run_script(&MUTEX_RELEASE, &[KEY], &[])).unwrap_err();
+    assert!(err.message().contains("ARGV[1]"), "{err}");
+    assert_eq!(
+        redis.script_calls("mutex_release"),
+        0,
+        "failed runs are not counted"
+    );
+}
+
+#[test]
+fn other_scripts_are_refused_by_name() {
+    static ANSWER: Script = Script::new("answer", "return 42");
+    // Same name as a redsem script, different source: not emulated either.
+    static IMPOSTOR: Script = Script::new("mutex_release", "return 1");
+
+    let redis = MockBackend::new();
+    for script in [&ANSWER, &IMPOSTOR] {
+        let err = block_on(redis.eval_sha(script, &[KEY], &[])).unwrap_err();
+        assert_eq!(err.kind(), BackendErrorKind::NoScript);
+        let err = block_on(redis.run_script(script, &[KEY], &[])).unwrap_err();
+        assert_eq!(err.kind(), BackendErrorKind::Server);
+        assert!(
+            err.message().contains(&format!("`{}`", script.name())),
+            "{err}"
+        );
+        assert!(
+            err.message().contains("only emulates redsem's own scripts"),
+            "{err}"
+        );
+        assert!(!redis.is_script_loaded(script));
+    }
+}
