@@ -91,6 +91,32 @@ impl LockGuard {
         self.hold.lost_error(reason)
     }
 
+    /// Lets go of the guard without releasing the hold: refresh stops and
+    /// the hold stays in Redis until its lock timeout, or until a lock built
+    /// with this identifier and
+    /// [`acquired_externally`](crate::LockOptionsBuilder::acquired_externally)
+    /// takes it over (for example a worker that received the identifier in a
+    /// job message). Returns the identifier.
+    ///
+    /// ```
+    /// # use redsem_core::{LockOptions, Mutex};
+    /// # use redsem_mock::MockBackend;
+    /// # futures::executor::block_on(async {
+    /// let backend = MockBackend::new();
+    /// // scheduler: take the lock and hand it over
+    /// let id = Mutex::new(backend.clone(), "report")?.acquire().await?.detach();
+    /// // worker: take over the same hold
+    /// let options = LockOptions::builder().identifier(id).acquired_externally(true).build()?;
+    /// let guard = Mutex::with_options(backend.clone(), "report", options)?.acquire().await?;
+    /// guard.release().await?;
+    /// # Ok::<(), redsem_core::LockError>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn detach(self) -> String {
+        self.hold.detach();
+        self.hold.id.clone()
+    }
+
     /// Releases the hold and confirms it.
     ///
     /// Waits for an in-flight refresh first, so a refresh can never

@@ -133,12 +133,12 @@ impl Hold {
         };
         let now = Instant::now();
         if now >= valid_until {
-            let reason = if refreshing {
-                LostReason::Unconfirmed { last_error: self.lock().last_error.take() }
-            } else {
-                LostReason::Expired
-            };
-            self.mark_lost(reason);
+            if !refreshing {
+                self.mark_lost(LostReason::Expired);
+                return;
+            }
+            let last_error = self.lock().last_error.take();
+            self.mark_lost(LostReason::Unconfirmed { last_error });
             // The hold may still exist if Redis was only slow: remove it.
             let _ = self.release_unguarded().await;
             return;
@@ -266,6 +266,16 @@ impl Hold {
 
     pub(crate) fn finish_release(&self) {
         self.lock().phase = Phase::Released;
+        self.give_back_fixed_id();
+    }
+
+    /// Ends local ownership without releasing: no refresh, no expiry
+    /// report, no release on drop.
+    pub(crate) fn detach(&self) {
+        let mut st = self.lock();
+        Self::cancel_timer(&mut st);
+        st.phase = Phase::Released;
+        drop(st);
         self.give_back_fixed_id();
     }
 

@@ -1,0 +1,12 @@
+//! Shared machinery of the integration tests: nodes (mock or real
+//! redis-server) behind one interface, timing presets, and the conformance
+//! scenarios that every backend runs.
+#![allow(dead_code, unreachable_pub)]
+
+pub mod mock_node;
+pub mod node;
+pub mod real_node;
+pub mod scenarios;
+pub mod timing;
+
+pub use node::Env;

@@ -1,0 +1,10 @@
+//! (scenarios to be written)
+
+/// Calls `$m! { name: nodes => path, ... }` with this file's scenarios.
+macro_rules! semaphore_scenarios {
+    ($m:ident) => {
+        $m! {}
+    };
+}
+
+pub(crate) use semaphore_scenarios;
