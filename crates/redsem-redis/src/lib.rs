@@ -1,1 +1,213 @@
-//! placeholder
+#![doc = include_str!("../README.md")]
+
+#[cfg(not(any(feature = "tokio", feature = "smol")))]
+compile_error!("redsem-redis needs the `tokio` or the `smol` feature");
+
+mod convert;
+mod runtime;
+
+use std::fmt;
+
+use async_trait::async_trait;
+use redis::aio::{ConnectionLike, MultiplexedConnection};
+use redis::{Cmd, Value};
+use redsem_core::{Arg, BackendError, RedisBackend, Reply, Script};
+
+pub use redis;
+
+use crate::runtime::RuntimeContext;
+
+/// A [`RedisBackend`] over a redis-rs async connection.
+///
+/// `C` is any cloneable redis-rs connection:
+/// [`MultiplexedConnection`] (the default),
+/// `redis::aio::ConnectionManager` (feature `connection-manager`) or
+/// `redis::cluster_async::ClusterConnection` (feature `cluster`; redis-rs
+/// routes `EVALSHA`/`EVAL` by the first key). Each call works on a clone of
+/// the connection, as redis-rs's `&mut self` API requires; the clones of
+/// these types share one connection.
+///
+/// Cloning the backend clones the connection handle: the clone talks to the
+/// same server.
+#[derive(Clone)]
+pub struct RedisRsBackend<C = MultiplexedConnection> {
+    conn: C,
+    runtime: RuntimeContext,
+}
+
+impl<C> RedisRsBackend<C>
+where
+    C: ConnectionLike + Clone + Send + Sync + 'static,
+{
+    /// A backend over `conn`, a connection you built and configured (TLS,
+    /// response timeout, database...).
+    ///
+    /// With the `tokio` feature this captures the tokio runtime the caller
+    /// runs in, if any, and enters it whenever it polls redis-rs, so the
+    /// backend works from any executor. Call it inside the runtime that owns
+    /// the connection, or use [`with_runtime`](Self::with_runtime).
+    pub fn new(conn: C) -> Self {
+        RedisRsBackend {
+            conn,
+            runtime: RuntimeContext::current(),
+        }
+    }
+
+    /// Enters `handle`'s runtime while polling redis-rs, instead of the one
+    /// captured by [`new`](Self::new). Use it when building the backend
+    /// outside the runtime that owns the connection.
+    #[cfg(feature = "tokio")]
+    #[must_use]
+    pub fn with_runtime(mut self, handle: tokio::runtime::Handle) -> Self {
+        self.runtime = RuntimeContext::from_handle(handle);
+        self
+    }
+
+    /// The connection.
+    pub fn connection(&self) -> &C {
+        &self.conn
+    }
+
+    /// The connection, giving up the backend.
+    pub fn into_inner(self) -> C {
+        self.conn
+    }
+
+    /// Sends `cmd` on a clone of the connection, inside the runtime.
+    async fn query(&self, cmd: Cmd) -> Result<Value, BackendError> {
+        let mut conn = self.conn.clone();
+        self.runtime
+            .run(async move { cmd.query_async::<Value>(&mut conn).await })
+            .await
+            .map_err(convert::error)
+    }
+}
+
+impl RedisRsBackend<MultiplexedConnection> {
+    /// Opens a [`MultiplexedConnection`] to `url` (such as
+    /// `redis://127.0.0.1:6379/0`) with redis-rs's defaults and wraps it.
+    ///
+    /// Those defaults include a 500 ms response timeout, reported as
+    /// [`Timeout`](redsem_core::BackendErrorKind::Timeout). For other
+    /// settings build the connection yourself
+    /// (`Client::get_multiplexed_async_connection_with_config`) and pass it
+    /// to [`new`](Self::new).
+    ///
+    /// Under tokio, call it inside the runtime that is to drive the
+    /// connection.
+    ///
+    /// # Errors
+    ///
+    /// An invalid URL is an error of kind
+    /// [`Other`](redsem_core::BackendErrorKind::Other); a server that cannot
+    /// be reached, [`Connection`](redsem_core::BackendErrorKind::Connection).
+    pub async fn connect(url: &str) -> Result<Self, BackendError> {
+        let client = redis::Client::open(url).map_err(convert::error)?;
+        let conn = client
+            .get_multiplexed_async_connection()
+            .await
+            .map_err(convert::error)?;
+        Ok(RedisRsBackend::new(conn))
+    }
+}
+
+impl<C> fmt::Debug for RedisRsBackend<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisRsBackend")
+            .field("connection", &std::any::type_name::<C>())
+            .field("runtime", &self.runtime)
+            .finish()
+    }
+}
+
+/// `<verb> <body> <keys.len()> <keys..> <args..>`, integers passed as such.
+fn script_cmd(verb: &str, body: &str, keys: &[&str], args: &[Arg<'_>]) -> Cmd {
+    let mut cmd = redis::cmd(verb);
+    cmd.arg(body).arg(keys.len()).arg(keys);
+    for arg in args {
+        match *arg {
+            Arg::Str(s) => cmd.arg(s),
+            Arg::Int(i) => cmd.arg(i),
+        };
+    }
+    cmd
+}
+
+#[async_trait]
+impl<C> RedisBackend for RedisRsBackend<C>
+where
+    C: ConnectionLike + Clone + Send + Sync + 'static,
+{
+    async fn eval_sha(
+        &self,
+        script: &Script,
+        keys: &[&str],
+        args: &[Arg<'_>],
+    ) -> Result<Reply, BackendError> {
+        convert::reply(
+            self.query(script_cmd("EVALSHA", script.sha1(), keys, args))
+                .await?,
+        )
+    }
+
+    async fn eval(
+        &self,
+        script: &Script,
+        keys: &[&str],
+        args: &[Arg<'_>],
+    ) -> Result<Reply, BackendError> {
+        convert::reply(
+            self.query(script_cmd("EVAL", script.source(), keys, args))
+                .await?,
+        )
+    }
+
+    async fn set_nx_px(&self, key: &str, value: &str, ttl_ms: u64) -> Result<bool, BackendError> {
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(key).arg(value).arg("PX").arg(ttl_ms).arg("NX");
+        convert::set_nx(self.query(cmd).await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn script_commands_are_packed_in_order() {
+        let cmd = script_cmd(
+            "EVALSHA",
+            "abc",
+            &["k1", "k2"],
+            &[Arg::Str("id"), Arg::Int(-5)],
+        );
+        let expected = redis::cmd("EVALSHA")
+            .arg("abc")
+            .arg(2)
+            .arg("k1")
+            .arg("k2")
+            .arg("id")
+            .arg("-5")
+            .get_packed_command();
+        assert_eq!(cmd.get_packed_command(), expected);
+        let no_keys = script_cmd("EVAL", "return 1", &[], &[]);
+        assert_eq!(
+            no_keys.get_packed_command(),
+            redis::cmd("EVAL")
+                .arg("return 1")
+                .arg(0)
+                .get_packed_command()
+        );
+    }
+
+    fn assert_backend<B: RedisBackend + Clone + 'static>() {}
+
+    #[test]
+    fn connection_types_make_backends() {
+        assert_backend::<RedisRsBackend>();
+        #[cfg(feature = "connection-manager")]
+        assert_backend::<RedisRsBackend<redis::aio::ConnectionManager>>();
+        #[cfg(feature = "cluster")]
+        assert_backend::<RedisRsBackend<redis::cluster_async::ClusterConnection>>();
+    }
+}

@@ -1,0 +1,51 @@
+//! The conformance scenarios through fred on private redis-servers, under a
+//! tokio multi-thread runtime.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::real_node::real_env;
+use common::scenarios::*;
+use redsem_core::RedisBackend;
+use redsem_fred::fred::prelude::*;
+use redsem_fred::FredBackend;
+
+async fn connect(url: String) -> Arc<dyn RedisBackend> {
+    let config = Config::from_url(&url).expect("valid url");
+    // Reconnect every 100 ms forever, one attempt per command: a node that
+    // is down fails calls (redsem bounds them) instead of queueing them.
+    let client = Builder::from_config(config)
+        .with_connection_config(|c| {
+            c.connection_timeout = Duration::from_millis(500);
+            c.max_command_attempts = 1;
+        })
+        .set_policy(ReconnectPolicy::new_constant(0, 100))
+        .build()
+        .expect("fred client");
+    client.init().await.expect("connect");
+    Arc::new(FredBackend::new(client))
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+macro_rules! scenario_tests {
+    ($($name:ident: $nodes:expr => $path:path,)*) => {$(
+        #[test]
+        fn $name() {
+            runtime().block_on(async { $path(real_env($nodes, connect).await).await });
+        }
+    )*};
+}
+
+single_node_scenarios!(scenario_tests);
+semaphore_scenarios!(scenario_tests);
+multi_semaphore_scenarios!(scenario_tests);
+redlock_scenarios!(scenario_tests);
