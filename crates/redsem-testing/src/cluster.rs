@@ -147,8 +147,7 @@ impl RedisCluster {
                 let info = node.command(&["CLUSTER", "INFO"]);
                 let text = info.as_ref().ok().and_then(RespValue::as_str).unwrap_or("");
                 let ok = wanted.iter().all(|(field, value)| {
-                    text.lines()
-                        .any(|l| l.trim() == format!("{field}:{value}"))
+                    text.lines().any(|l| l.trim() == format!("{field}:{value}"))
                 });
                 if !ok {
                     not_ready = Some(match &info {
@@ -220,7 +219,10 @@ impl RedisCluster {
             };
             if (first..=last).contains(&slot) {
                 let port = master.get(1).and_then(RespValue::as_integer);
-                if let Some(node) = self.nodes.iter().find(|n| Some(i64::from(n.port())) == port)
+                if let Some(node) = self
+                    .nodes
+                    .iter()
+                    .find(|n| Some(i64::from(n.port())) == port)
                 {
                     return Ok(node);
                 }

@@ -241,7 +241,10 @@ mod tests {
         assert_eq!(parse(b"+OK\r\n")?, RespValue::Simple("OK".into()));
         assert_eq!(parse(b"-ERR x\r\n")?, RespValue::Error("ERR x".into()));
         assert_eq!(parse(b":-42\r\n")?, RespValue::Integer(-42));
-        assert_eq!(parse(b"$3\r\na\r\n\r\n")?, RespValue::Bulk(b"a\r\n".to_vec()));
+        assert_eq!(
+            parse(b"$3\r\na\r\n\r\n")?,
+            RespValue::Bulk(b"a\r\n".to_vec())
+        );
         assert_eq!(parse(b"$-1\r\n")?, RespValue::Nil);
         assert_eq!(parse(b"*-1\r\n")?, RespValue::Nil);
         assert_eq!(
@@ -256,8 +259,14 @@ mod tests {
 
     #[test]
     fn rejects_garbage() {
-        assert!(matches!(parse(b"hello\r\n"), Err(TestingError::Protocol(_))));
-        assert!(matches!(parse(b"$5\r\nab\r\n"), Err(TestingError::Protocol(_))));
+        assert!(matches!(
+            parse(b"hello\r\n"),
+            Err(TestingError::Protocol(_))
+        ));
+        assert!(matches!(
+            parse(b"$5\r\nab\r\n"),
+            Err(TestingError::Protocol(_))
+        ));
         assert!(matches!(parse(b"+OK\n"), Err(TestingError::Protocol(_))));
         assert!(parse(b"").is_err());
     }

@@ -92,7 +92,9 @@ impl RedisServer {
         Err(match last_error {
             Some(TestingError::StartFailed { port, reason, log }) => TestingError::StartFailed {
                 port,
-                reason: format!("{reason} (gave up after {START_ATTEMPTS} attempts on fresh ports)"),
+                reason: format!(
+                    "{reason} (gave up after {START_ATTEMPTS} attempts on fresh ports)"
+                ),
                 log,
             },
             Some(other) => other,
@@ -175,8 +177,10 @@ impl RedisServer {
         let ask = |args: &[&str]| resp::command(self.addr(), args, PROBE_TIMEOUT);
         let pong = matches!(ask(&["PING"]), Ok(RespValue::Simple(s)) if s == "PONG");
         pong && ask(&["INFO", "server"]).is_ok_and(|info| {
-            info.as_str()
-                .is_some_and(|text| text.lines().any(|l| l.trim() == format!("process_id:{pid}")))
+            info.as_str().is_some_and(|text| {
+                text.lines()
+                    .any(|l| l.trim() == format!("process_id:{pid}"))
+            })
         })
     }
 

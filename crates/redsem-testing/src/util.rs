@@ -81,17 +81,15 @@ pub(crate) fn pick_free_port() -> Result<u16, TestingError> {
 pub(crate) fn make_temp_dir() -> Result<PathBuf, TestingError> {
     static SWEEP: Once = Once::new();
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    SWEEP.call_once(sweep_stale_dirs);
+    SWEEP.call_once(|| sweep_stale_dirs(&env::temp_dir(), SWEEP_MIN_AGE));
 
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos());
     for _ in 0..100 {
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let dir = env::temp_dir().join(format!(
-            "{TEMP_PREFIX}{}-{n}-{nanos:x}",
-            std::process::id()
-        ));
+        let dir =
+            env::temp_dir().join(format!("{TEMP_PREFIX}{}-{n}-{nanos:x}", std::process::id()));
         // `create_dir`, not `create_dir_all`: an existing dir is never reused.
         match fs::create_dir(&dir) {
             Ok(()) => return Ok(dir),
@@ -112,11 +110,11 @@ pub(crate) fn make_temp_dir() -> Result<PathBuf, TestingError> {
 /// Removes temp dirs left behind by test processes that died without
 /// unwinding (their servers are already gone: the wrapper kills them).
 /// Best effort and Linux-only (it needs `/proc` to tell whether the owner lives).
-fn sweep_stale_dirs() {
+fn sweep_stale_dirs(base: &Path, min_age: Duration) {
     if !Path::new("/proc/self").exists() {
         return;
     }
-    let Ok(entries) = fs::read_dir(env::temp_dir()) else {
+    let Ok(entries) = fs::read_dir(base) else {
         return;
     };
     for entry in entries.flatten() {
@@ -134,7 +132,7 @@ fn sweep_stale_dirs() {
             .and_then(|m| m.modified())
             .ok()
             .and_then(|t| t.elapsed().ok())
-            .is_some_and(|age| age >= SWEEP_MIN_AGE);
+            .is_some_and(|age| age >= min_age);
         let owner_alive = Path::new(&format!("/proc/{owner}")).exists();
         if old_enough && !owner_alive && owner != std::process::id() {
             let _ = fs::remove_dir_all(entry.path());
@@ -166,4 +164,28 @@ pub(crate) fn log_tail(path: &Path, lines: usize) -> String {
         .unwrap_or_default();
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sweep_removes_only_dirs_of_dead_owners() -> Result<(), TestingError> {
+        let base = make_temp_dir()?;
+        let mine = base.join(format!("{TEMP_PREFIX}{}-0-1", std::process::id()));
+        // Far above any pid_max, so no such process exists.
+        let dead = base.join(format!("{TEMP_PREFIX}4294967290-0-1"));
+        let foreign = base.join("unrelated-dir");
+        for dir in [&mine, &dead, &foreign] {
+            fs::create_dir(dir).map_err(|e| TestingError::io("creating test dir", e))?;
+        }
+        sweep_stale_dirs(&base, Duration::ZERO);
+        let left = (mine.exists(), dead.exists(), foreign.exists());
+        let _ = fs::remove_dir_all(&base);
+        // Without /proc (not Linux) the sweep does nothing.
+        let swept = Path::new("/proc/self").exists();
+        assert_eq!(left, (true, !swept, true));
+        Ok(())
+    }
 }

@@ -253,26 +253,34 @@ impl Drop for ServerProcess {
     }
 }
 
-/// Whether `pid` is stopped (state `T`), from `/proc` on Linux or `ps`
-/// elsewhere; `None` if neither can tell.
+/// Whether `pid` is stopped (state `T`): on Linux all of its threads per
+/// `/proc` (the kernel only treats the process as stopped once every thread
+/// is), elsewhere per `ps`; `None` if neither can tell.
 fn process_stopped(pid: u32) -> Option<bool> {
-    let state = match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        // The state follows the command name, which is in parentheses.
-        Ok(stat) => stat.rsplit_once(')')?.1.trim_start().chars().next()?,
-        Err(_) => {
-            let output = Command::new("ps")
-                .args(["-o", "stat=", "-p"])
-                .arg(pid.to_string())
-                .stdin(Stdio::null())
-                .stderr(Stdio::null())
-                .output()
-                .ok()?;
-            String::from_utf8_lossy(&output.stdout)
-                .trim()
-                .chars()
-                .next()?
+    // The state follows the command name, which is in parentheses.
+    let state_of = |stat: &str| stat.rsplit_once(')')?.1.trim_start().chars().next();
+    if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+        let mut all_stopped = true;
+        for task in tasks.flatten() {
+            // A thread that exited meanwhile has no say.
+            let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+                continue;
+            };
+            all_stopped &= state_of(&stat) == Some('T');
         }
-    };
+        return Some(all_stopped);
+    }
+    let output = Command::new("ps")
+        .args(["-o", "stat=", "-p"])
+        .arg(pid.to_string())
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    let state = String::from_utf8_lossy(&output.stdout)
+        .trim()
+        .chars()
+        .next()?;
     Some(state == 'T')
 }
 

@@ -8,6 +8,7 @@ use std::error::Error;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::thread;
@@ -25,27 +26,33 @@ fn child_entry() -> TestResult {
     let Ok(mode) = std::env::var(CHILD_MODE) else {
         return Ok(());
     };
-    let report = |pid: Option<u32>, port: u16| -> TestResult {
+    let report = |server: &RedisServer| -> TestResult {
         let mut out = std::io::stdout();
-        writeln!(out, "SERVER {} {port}", pid.ok_or("no pid")?)?;
+        let pid = server.pid().ok_or("no pid")?;
+        writeln!(
+            out,
+            "SERVER {pid} {} {}",
+            server.port(),
+            server.dir().display()
+        )?;
         out.flush()?;
         Ok(())
     };
     match mode.as_str() {
         "abort" => {
             let server = RedisServer::start()?;
-            report(server.pid(), server.port())?;
+            report(&server)?;
             std::process::abort();
         }
         "sigkill" => {
             let mut server = RedisServer::start()?;
             server.pause()?; // must die even while stopped
-            report(server.pid(), server.port())?;
+            report(&server)?;
             thread::sleep(Duration::from_secs(60)); // the parent kills us
         }
         "static" => {
             for node in shared_cluster()?.nodes() {
-                report(node.pid(), node.port())?;
+                report(node)?;
             }
             // Return normally: the static cluster is never dropped.
         }
@@ -64,9 +71,15 @@ fn child_entry() -> TestResult {
 const CHILD_ARGS: [&str; 4] = ["--exact", "child_entry", "--nocapture", "--test-threads=1"];
 
 /// Starts the child and a thread forwarding its stdout lines.
-fn spawn_child(mode: &str, path: Option<&str>) -> Result<(Child, Receiver<String>), Box<dyn Error>> {
+fn spawn_child(
+    mode: &str,
+    path: Option<&str>,
+) -> Result<(Child, Receiver<String>), Box<dyn Error>> {
     let mut command = Command::new(std::env::current_exe()?);
-    command.args(CHILD_ARGS).env(CHILD_MODE, mode).stdin(Stdio::null());
+    command
+        .args(CHILD_ARGS)
+        .env(CHILD_MODE, mode)
+        .stdin(Stdio::null());
     if let Some(path) = path {
         command.env("PATH", path);
     }
@@ -90,8 +103,16 @@ fn spawn_with_reader(mut command: Command) -> Result<(Child, Receiver<String>), 
     Ok((child, rx))
 }
 
-/// Collects `count` `SERVER <pid> <port>` lines (bounded).
-fn servers(rx: &Receiver<String>, count: usize) -> Result<Vec<(u32, u16)>, Box<dyn Error>> {
+/// A server reported by the child.
+struct Reported {
+    pid: u32,
+    port: u16,
+    /// Its temp dir; the child cannot remove it, so the test does.
+    dir: PathBuf,
+}
+
+/// Collects `count` `SERVER <pid> <port> <dir>` lines (bounded).
+fn servers(rx: &Receiver<String>, count: usize) -> Result<Vec<Reported>, Box<dyn Error>> {
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut found = Vec::new();
     while found.len() < count {
@@ -99,8 +120,16 @@ fn servers(rx: &Receiver<String>, count: usize) -> Result<Vec<(u32, u16)>, Box<d
         let line = rx.recv_timeout(timeout)?;
         // libtest may have printed "test child_entry ... " on the same line.
         if let Some((_, rest)) = line.split_once("SERVER ") {
-            let (pid, port) = rest.split_once(' ').ok_or("bad SERVER line")?;
-            found.push((pid.parse()?, port.parse()?));
+            let mut fields = rest.splitn(3, ' ');
+            let (Some(pid), Some(port), Some(dir)) = (fields.next(), fields.next(), fields.next())
+            else {
+                return Err(format!("bad SERVER line {line:?}").into());
+            };
+            found.push(Reported {
+                pid: pid.parse()?,
+                port: port.parse()?,
+                dir: PathBuf::from(dir),
+            });
         }
     }
     Ok(found)
@@ -126,10 +155,11 @@ fn pid_exists(pid: u32) -> bool {
         .is_ok_and(|s| s.success())
 }
 
-/// Asserts that every server disappears (pid gone, port refusing) within 5 s.
-fn assert_all_gone(servers: &[(u32, u16)]) -> TestResult {
+/// Asserts that every server disappears (pid gone, port refusing) within 5 s,
+/// then removes its temp dir.
+fn assert_all_gone(servers: &[Reported]) -> TestResult {
     let deadline = Instant::now() + Duration::from_secs(5);
-    for &(pid, port) in servers {
+    for &Reported { pid, port, .. } in servers {
         loop {
             let refused = TcpStream::connect(("127.0.0.1", port))
                 .is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionRefused);
@@ -137,10 +167,15 @@ fn assert_all_gone(servers: &[(u32, u16)]) -> TestResult {
                 break;
             }
             if Instant::now() >= deadline {
-                return Err(format!("redis-server {pid} on port {port} outlived its test process").into());
+                return Err(
+                    format!("redis-server {pid} on port {port} outlived its test process").into(),
+                );
             }
             thread::sleep(Duration::from_millis(20));
         }
+    }
+    for server in servers {
+        std::fs::remove_dir_all(&server.dir)?;
     }
     Ok(())
 }
@@ -157,7 +192,7 @@ fn server_dies_when_the_test_process_aborts() -> TestResult {
 fn paused_server_dies_when_the_test_process_is_killed() -> TestResult {
     let (mut child, rx) = spawn_child("sigkill", None)?;
     let found = servers(&rx, 1)?;
-    assert!(pid_exists(found[0].0));
+    assert!(pid_exists(found[0].pid));
     child.kill()?; // SIGKILL
     wait_child(&mut child)?;
     assert_all_gone(&found)

@@ -43,7 +43,10 @@ fn full_lifecycle() -> TestResult {
     assert_eq!(server.command(&["PING"])?, RespValue::Simple("PONG".into()));
     assert!(server.command(&["SET", "key", "value"])?.is_ok());
     assert_eq!(server.command(&["GET", "key"])?.as_str(), Some("value"));
-    assert!(server.command(&["NOSUCHCOMMAND"])?.error_message().is_some());
+    assert!(server
+        .command(&["NOSUCHCOMMAND"])?
+        .error_message()
+        .is_some());
 
     // Paused: the kernel still accepts the connection, but nothing answers.
     server.pause()?;
@@ -70,7 +73,10 @@ fn full_lifecycle() -> TestResult {
     assert_eq!(server.port(), port);
     assert_ne!(server.pid(), Some(pid));
     assert_eq!(server.command(&["PING"])?, RespValue::Simple("PONG".into()));
-    assert!(server.command(&["GET", "key"])?.is_nil(), "data must be gone");
+    assert!(
+        server.command(&["GET", "key"])?.is_nil(),
+        "data must be gone"
+    );
 
     let pid = server.pid().ok_or("no pid after restart")?;
     let dir = server.dir().to_path_buf();
@@ -87,7 +93,9 @@ fn stop_and_drop_work_while_paused() -> TestResult {
     server.pause()?;
     server.stop()?;
     assert!(!server.is_paused());
-    assert!(expect_err(server.pause()).to_string().contains("not running"));
+    assert!(expect_err(server.pause())
+        .to_string()
+        .contains("not running"));
 
     server.start_again()?;
     server.pause()?;
@@ -115,7 +123,10 @@ fn extra_args_are_applied() -> TestResult {
     assert_eq!(items.get(1).and_then(RespValue::as_str), Some("7340032"));
     // The defaults are in effect too.
     let reply = server.command(&["CONFIG", "GET", "save"])?;
-    assert_eq!(reply.as_array().and_then(|a| a.get(1)), Some(&RespValue::Bulk(vec![])));
+    assert_eq!(
+        reply.as_array().and_then(|a| a.get(1)),
+        Some(&RespValue::Bulk(vec![]))
+    );
     assert!(server.command(&["SELECT", "5"])?.error_message().is_some());
     Ok(())
 }

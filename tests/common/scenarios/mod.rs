@@ -40,6 +40,7 @@ macro_rules! single_node_scenarios {
             mutex_fixed_identifier_holds_once: 1 => mutex::fixed_identifier_holds_once,
             mutex_shared_instance_serialises_tasks: 1 => mutex::shared_instance_serialises_tasks,
             mutex_noscript_falls_back_to_eval: 1 => mutex::noscript_falls_back_to_eval,
+            mutex_paused_node: 1 => mutex::paused_node,
         }
     };
 }

@@ -382,3 +382,52 @@ pub async fn noscript_falls_back_to_eval(env: Env) {
     g.release().await.unwrap(); // the release script is not cached any more
     assert_eq!(env.node().get(KEY), None);
 }
+
+/// A frozen node (SIGSTOP): acquire gives up within its bounds instead of
+/// hanging, and a held lock whose refresh cannot be confirmed within the
+/// lock timeout is reported lost.
+pub async fn paused_node(env: Env) {
+    let options = t_builder().command_timeout(ms(100)).build().unwrap();
+    let lost = Arc::new(AtomicUsize::new(0));
+    let count = lost.clone();
+    let held_options = t_builder()
+        .command_timeout(ms(100))
+        .on_lock_lost(move |_| {
+            count.fetch_add(1, Ordering::SeqCst);
+        })
+        .build()
+        .unwrap();
+    let holder = Mutex::with_options(env.backend(), "key", held_options).unwrap();
+    let g = holder.acquire().await.unwrap();
+
+    env.node().pause();
+    let start = Instant::now();
+    let err = Mutex::with_options(env.backend(), "other", options).unwrap().acquire().await.unwrap_err();
+    let took = start.elapsed();
+    // acquire timeout (150 ms) + one command timeout (100 ms), with margin
+    assert!(took < Duration::from_secs(2), "acquire hung for {took:?}");
+    assert!(err.is_timeout(), "{err}");
+    let cause = std::error::Error::source(&err).map(|e| e.to_string()).unwrap_or_default();
+    assert!(cause.contains("no reply within"), "the last attempt's error is the source: {cause:?}");
+
+    // The hold cannot be confirmed while the node is frozen.
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while g.is_acquired() || lost.load(Ordering::SeqCst) == 0 {
+        assert!(Instant::now() < deadline, "loss not reported while the node was frozen");
+        sleep(ms(20)).await;
+    }
+    let err = g.lost().await;
+    assert!(matches!(err, LockError::Lost { reason: LostReason::Unconfirmed { .. }, .. }), "{err}");
+    env.node().resume();
+
+    // After the thaw the lock is free again (expired or released).
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while env.node().get(KEY).is_some() {
+        assert!(Instant::now() < deadline, "the lost hold stayed in Redis");
+        sleep(ms(20)).await;
+    }
+    assert!(g.release().await.unwrap_err().is_lost());
+    assert_eq!(lost.load(Ordering::SeqCst), 1);
+    let g = Mutex::with_options(env.backend(), "key", t()).unwrap().acquire().await.unwrap();
+    g.release().await.unwrap();
+}

@@ -1,0 +1,137 @@
+//! redsem-core depends on no async runtime: these tests run the same
+//! "hold past the lock timeout" scenarios (refresh must keep the key) under
+//! every executor a user may have, on the mock and on real redis-servers.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::mock_node::mock_env;
+use common::real_node::real_env;
+use common::scenarios::mutex;
+use common::timing::{sleep, t, OUTLIVE};
+use common::Env;
+use redsem_core::{MultiSemaphore, RedisBackend};
+use redsem_fred::fred::prelude::*;
+use redsem_fred::FredBackend;
+use redsem_redis::RedisRsBackend;
+
+/// Both scenarios, one after the other.
+async fn hold_past_lock_timeout(make_env: impl Fn() -> Env) {
+    mutex::refresh_keeps_the_lock(make_env()).await;
+    mutex::drop_releases(make_env()).await;
+    multi_semaphore_held_past_lock_timeout(make_env()).await;
+}
+
+async fn multi_semaphore_held_past_lock_timeout(env: Env) {
+    let sem = MultiSemaphore::with_options(env.backend(), "rt", 3, 2, t()).unwrap();
+    let g = sem.acquire().await.unwrap();
+    sleep(OUTLIVE).await;
+    let id = g.identifier().to_owned();
+    assert_eq!(env.node().zrange("semaphore:rt"), [format!("{id}_0"), format!("{id}_1")]);
+    g.release().await.unwrap();
+    assert!(env.node().zrange("semaphore:rt").is_empty());
+}
+
+#[test]
+fn mock_under_futures_block_on() {
+    futures::executor::block_on(hold_past_lock_timeout(|| mock_env(1)));
+}
+
+#[test]
+fn mock_under_async_io_block_on() {
+    async_io::block_on(hold_past_lock_timeout(|| mock_env(1)));
+}
+
+#[test]
+fn mock_under_smol() {
+    smol::block_on(hold_past_lock_timeout(|| mock_env(1)));
+}
+
+#[test]
+fn mock_under_tokio_current_thread() {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(hold_past_lock_timeout(|| mock_env(1)));
+}
+
+async fn redis_rs(url: String) -> Arc<dyn RedisBackend> {
+    Arc::new(RedisRsBackend::connect(&url).await.expect("connect"))
+}
+
+/// One server, shared by the scenarios of one test.
+async fn one_real_node<F, Fut>(connect: F) -> Env
+where
+    F: Fn(String) -> Fut,
+    Fut: std::future::Future<Output = Arc<dyn RedisBackend>>,
+{
+    real_env(1, connect).await
+}
+
+fn reuse(env: &Env) -> Env {
+    Env { nodes: env.nodes.clone(), mock: env.mock }
+}
+
+#[test]
+fn redis_rs_under_tokio_current_thread() {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let env = one_real_node(redis_rs).await;
+        hold_past_lock_timeout(|| reuse(&env)).await;
+    });
+}
+
+#[test]
+fn redis_rs_under_tokio_multi_thread() {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    rt.block_on(async {
+        let env = one_real_node(redis_rs).await;
+        hold_past_lock_timeout(|| reuse(&env)).await;
+    });
+}
+
+#[test]
+fn redis_rs_under_smol() {
+    // No tokio context here: redis-rs runs on smol (smol-comp).
+    smol::block_on(async {
+        let env = one_real_node(redis_rs).await;
+        hold_past_lock_timeout(|| reuse(&env)).await;
+    });
+}
+
+#[test]
+fn redis_rs_from_block_on_with_tokio_elsewhere() {
+    // The connection lives on a tokio runtime; the locks are awaited from a
+    // plain `block_on` on this thread.
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let env = rt.block_on(one_real_node(redis_rs));
+    futures::executor::block_on(hold_past_lock_timeout(|| reuse(&env)));
+}
+
+async fn fred(url: String) -> Arc<dyn RedisBackend> {
+    let client = Builder::from_config(Config::from_url(&url).expect("url")).build().expect("client");
+    client.init().await.expect("connect");
+    Arc::new(FredBackend::new(client))
+}
+
+#[test]
+fn fred_under_tokio_current_thread() {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let env = one_real_node(fred).await;
+        hold_past_lock_timeout(|| reuse(&env)).await;
+    });
+}
+
+#[test]
+fn fred_awaited_from_smol_with_its_runtime_on_another_thread() {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let env = rt.block_on(one_real_node(fred));
+    smol::block_on(hold_past_lock_timeout(|| reuse(&env)));
+}
+
+#[test]
+fn fred_awaited_from_futures_block_on() {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let env = rt.block_on(one_real_node(fred));
+    futures::executor::block_on(hold_past_lock_timeout(|| reuse(&env)));
+}
