@@ -103,9 +103,11 @@ impl MockBackend {
         self.node.lock().faults.fail_next
     }
 
-    /// Every backend call first waits `latency` (an `async_io` timer, so no
-    /// runtime is needed); [`Duration::ZERO`] turns the delay off. A call
-    /// dropped during the wait never runs its command.
+    /// Every backend call takes `latency` more (an `async_io` timer, so no
+    /// runtime is needed): half before the command runs, half after, like a
+    /// round trip. A call dropped in the first half never runs its command;
+    /// one dropped in the second half ran it and loses the reply.
+    /// [`Duration::ZERO`] turns the delay off.
     pub fn set_latency(&self, latency: Duration) {
         self.node.lock().faults.latency = latency;
     }

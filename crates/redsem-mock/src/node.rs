@@ -81,11 +81,14 @@ impl Node {
     }
 
     /// One backend call: counts it, fails at once while the node is down,
-    /// waits out the latency and any hang, then (unless the node went down
-    /// meanwhile or a failure is injected) runs `op` under the lock with the
-    /// node's current time.
+    /// waits out the first half of the latency (the request on the wire) and
+    /// any hang, then (unless the node went down meanwhile or a failure is
+    /// injected) runs `op` under the lock with the node's current time, and
+    /// waits the second half (the reply on the wire).
     ///
-    /// Dropping the future before `op` runs means the command never runs.
+    /// Dropping the future before `op` runs means the command never runs;
+    /// dropping it during the second half loses only the reply, like a real
+    /// client whose command reached the server.
     pub(crate) async fn call<T>(
         &self,
         op: impl FnOnce(&mut State, i64) -> Result<T, BackendError>,
@@ -96,9 +99,22 @@ impl Node {
             state.faults.check_up()?;
             state.faults.latency
         };
-        if !latency.is_zero() {
-            async_io::Timer::after(latency).await;
+        let request = latency / 2;
+        if !request.is_zero() {
+            async_io::Timer::after(request).await;
         }
+        let result = self.run_when_not_hung(op).await;
+        let reply = latency - request;
+        if !reply.is_zero() {
+            async_io::Timer::after(reply).await;
+        }
+        result
+    }
+
+    async fn run_when_not_hung<T>(
+        &self,
+        op: impl FnOnce(&mut State, i64) -> Result<T, BackendError>,
+    ) -> Result<T, BackendError> {
         loop {
             let gate = {
                 let mut state = self.lock();
