@@ -177,6 +177,10 @@ pub trait RedisBackend: Send + Sync + fmt::Debug {
     ///
     /// A `NOSCRIPT` reply must be returned as an error of kind
     /// [`BackendErrorKind::NoScript`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future abandons the reply; the script may still run.
     async fn eval_sha(
         &self,
         script: &Script,
@@ -185,6 +189,10 @@ pub trait RedisBackend: Send + Sync + fmt::Debug {
     ) -> Result<Reply, BackendError>;
 
     /// Runs `EVAL script.source() keys.len() keys.. args..`.
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`eval_sha`](RedisBackend::eval_sha).
     async fn eval(
         &self,
         script: &Script,
@@ -196,8 +204,12 @@ pub trait RedisBackend: Send + Sync + fmt::Debug {
     ///
     /// The provided implementation runs an equivalent script. Adapters
     /// override it with the plain command, which Redis executes as one
-    /// command instead of three (EVALSHA + SET inside it); the round trips
+    /// command instead of two (EVALSHA + the SET inside it); the round trips
     /// are the same.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future abandons the reply; the key may still be set.
     async fn set_nx_px(&self, key: &str, value: &str, ttl_ms: u64) -> Result<bool, BackendError> {
         let ttl = i64::try_from(ttl_ms).unwrap_or(i64::MAX);
         let script = &crate::script::MUTEX_ACQUIRE;
@@ -212,6 +224,10 @@ pub trait RedisBackend: Send + Sync + fmt::Debug {
     /// `SCRIPT LOAD` + `EVALSHA`).
     ///
     /// Backends should not override this method.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future abandons the reply; the script may still run.
     async fn run_script(
         &self,
         script: &Script,

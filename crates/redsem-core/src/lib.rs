@@ -30,3 +30,8 @@ pub use options::{LockOptions, LockOptionsBuilder, LostCallback};
 pub use redlock::{quorum, RedlockMultiSemaphore, RedlockMutex, RedlockSemaphore};
 pub use script::Script;
 pub use semaphore::{MultiSemaphore, Semaphore};
+
+/// The workspace README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct WorkspaceReadme;

@@ -101,6 +101,11 @@ impl RedisRsBackend<MultiplexedConnection> {
     /// An invalid URL is an error of kind
     /// [`Other`](redsem_core::BackendErrorKind::Other); a server that cannot
     /// be reached, [`Connection`](redsem_core::BackendErrorKind::Connection).
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future drops the half-open connection; nothing else
+    /// happens.
     pub async fn connect(url: &str) -> Result<Self, BackendError> {
         let client = redis::Client::open(url).map_err(convert::error)?;
         let conn = client
