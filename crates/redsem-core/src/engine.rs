@@ -82,10 +82,14 @@ pub(crate) enum Mode {
 }
 
 /// Releases in the background if an attempt that may have succeeded is
-/// abandoned (its future dropped, or its call timed out).
+/// abandoned because the acquire future was dropped mid-call, or (random
+/// identifiers) because the call failed and the next attempt uses a new
+/// identifier. It carries the fixed-identifier claim along, so the same
+/// identifier is not reused before that release is done.
 struct PendingAttempt<'a> {
     core: &'a Arc<DynCore>,
     id: &'a str,
+    claim: &'a mut FixedIdClaim,
     armed: bool,
 }
 
@@ -94,28 +98,35 @@ impl Drop for PendingAttempt<'_> {
         if !self.armed {
             return;
         }
-        let (core, id) = (self.core.clone(), self.id.to_owned());
+        let (core, id, claim) = (self.core.clone(), self.id.to_owned(), self.claim.take());
         if let Ok(driver) = driver() {
             driver.spawn(Box::pin(async move {
                 let bound = core.options.command_timeout;
                 let _ = within(bound, core.protocol.release(&id, bound)).await;
+                drop(claim);
             }));
         }
     }
 }
 
-/// Frees the fixed identifier if acquire ends without a hold.
-struct FixedIdClaim<'a>(Option<&'a DynCore>);
+/// Owns the lock instance's fixed identifier while an acquire (or its
+/// background clean-up) uses it; frees it when dropped without a hold.
+struct FixedIdClaim(Option<Arc<DynCore>>);
 
-impl FixedIdClaim<'_> {
+impl FixedIdClaim {
+    fn take(&mut self) -> FixedIdClaim {
+        FixedIdClaim(self.0.take())
+    }
+
+    /// Hands the claim to a new hold: `true` if there was one.
     fn keep(mut self) -> bool {
         self.0.take().is_some()
     }
 }
 
-impl Drop for FixedIdClaim<'_> {
+impl Drop for FixedIdClaim {
     fn drop(&mut self) {
-        if let Some(core) = self.0 {
+        if let Some(core) = self.0.take() {
             core.release_fixed_id();
         }
     }
@@ -123,7 +134,8 @@ impl Drop for FixedIdClaim<'_> {
 
 pub(crate) async fn acquire(core: &Arc<DynCore>, mode: Mode) -> Result<Option<LockGuard>, LockError> {
     let options = &core.options;
-    let claim = match &options.identity {
+    let fixed = matches!(options.identity, Identity::Fixed(_));
+    let mut claim = match &options.identity {
         Identity::Fixed(id) => {
             if core.fixed_id_in_use.swap(true, Ordering::AcqRel) {
                 return Err(LockError::AlreadyHeld {
@@ -132,12 +144,12 @@ pub(crate) async fn acquire(core: &Arc<DynCore>, mode: Mode) -> Result<Option<Lo
                     identifier: id.clone(),
                 });
             }
-            FixedIdClaim(Some(core))
+            FixedIdClaim(Some(core.clone()))
         }
         Identity::Random { .. } => FixedIdClaim(None),
     };
     driver().map_err(|msg| LockError::Background { message: msg.to_owned() })?;
-    let id = options.identity.make();
+    let mut id = options.identity.make();
     let ttl = options.lock_timeout_ms;
     let bound = options.command_timeout;
 
@@ -164,7 +176,7 @@ pub(crate) async fn acquire(core: &Arc<DynCore>, mode: Mode) -> Result<Option<Lo
     loop {
         attempts = attempts.saturating_add(1);
         let started = Instant::now();
-        let mut pending = PendingAttempt { core, id: &id, armed: true };
+        let mut pending = PendingAttempt { core, id: &id, claim: &mut claim, armed: true };
         let outcome = within(bound, core.protocol.acquire(&id, ttl, started, bound))
             .await
             .unwrap_or_else(|_| Err(core.backend_error("acquire", BackendError::timeout(bound))));
@@ -180,15 +192,25 @@ pub(crate) async fn acquire(core: &Arc<DynCore>, mode: Mode) -> Result<Option<Lo
                 pending.armed = false;
                 None
             }
-            // A timed-out or failed call may still have run: `pending`
-            // stays armed and releases in the background.
-            Err(e) if is_retryable(&e) => Some(e),
+            // The failed call may still have taken the lock. A fixed
+            // identifier is cleaned up before it is used again; a random one
+            // is cleaned up in the background and replaced.
+            Err(e) if is_retryable(&e) => {
+                if fixed {
+                    pending.armed = false;
+                    drop(pending);
+                    let _ = within(bound, core.protocol.release(&id, bound)).await;
+                } else {
+                    drop(pending);
+                    id = options.identity.make();
+                }
+                Some(e)
+            }
             Err(e) => {
                 pending.armed = false;
                 return Err(e);
             }
         };
-        drop(pending);
 
         if mode == Mode::Try {
             return match last {
