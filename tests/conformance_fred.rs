@@ -6,7 +6,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::real_node::real_env;
+use common::runner::run_on_real_redis;
 use common::scenarios::*;
 use redsem_core::RedisBackend;
 use redsem_fred::fred::prelude::*;
@@ -28,19 +28,12 @@ async fn connect(url: String) -> Arc<dyn RedisBackend> {
     Arc::new(FredBackend::new(client))
 }
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
-}
 
 macro_rules! scenario_tests {
     ($($name:ident: $nodes:expr => $path:path,)*) => {$(
         #[test]
         fn $name() {
-            runtime().block_on(async { $path(real_env($nodes, connect).await).await });
+            run_on_real_redis($nodes, connect, $path);
         }
     )*};
 }

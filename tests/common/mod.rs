@@ -3,9 +3,11 @@
 //! scenarios that every backend runs.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod cluster_node;
 pub mod mock_node;
 pub mod node;
 pub mod real_node;
+pub mod runner;
 pub mod scenarios;
 pub mod timing;
 
