@@ -1,7 +1,7 @@
 //! Shared machinery of the integration tests: nodes (mock or real
 //! redis-server) behind one interface, timing presets, and the conformance
 //! scenarios that every backend runs.
-#![allow(dead_code, unreachable_pub)]
+#![allow(dead_code, unreachable_pub, unused_macros, unused_imports)]
 
 pub mod cluster_node;
 pub mod mock_node;
