@@ -3,6 +3,7 @@
 //! scenarios that every backend runs.
 #![allow(dead_code, unreachable_pub, unused_macros, unused_imports)]
 
+pub mod backend_checks;
 pub mod cluster_node;
 pub mod mock_node;
 pub mod node;

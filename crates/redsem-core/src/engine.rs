@@ -15,7 +15,7 @@ use crate::guard::LockGuard;
 use crate::hold::Hold;
 use crate::options::{Identity, LockOptions};
 use crate::protocol::{Protocol, Refreshed};
-use crate::time::{sleep_until, within};
+use crate::time::sleep_until;
 
 /// One lock instance: its options, its fixed-identifier bookkeeping and its
 /// kind's protocol. Public lock types wrap an `Arc` of this.
@@ -101,8 +101,7 @@ impl Drop for PendingAttempt<'_> {
         let (core, id, claim) = (self.core.clone(), self.id.to_owned(), self.claim.take());
         if let Ok(driver) = driver() {
             driver.spawn(Box::pin(async move {
-                let bound = core.options.command_timeout;
-                let _ = within(bound, core.protocol.release(&id, bound)).await;
+                let _ = core.protocol.release(&id, core.options.command_timeout).await;
                 drop(claim);
             }));
         }
@@ -155,9 +154,10 @@ pub(crate) async fn acquire(core: &Arc<DynCore>, mode: Mode) -> Result<Option<Lo
 
     if core.external_pending.load(Ordering::Acquire) {
         let started = Instant::now();
-        let refreshed = within(bound, core.protocol.refresh(&id, ttl, started, bound))
+        let refreshed = core
+            .protocol
+            .refresh(&id, ttl, started, bound)
             .await
-            .unwrap_or_else(|_| Err(BackendError::timeout(bound)))
             .map_err(|e| core.backend_error("acquire", e))?;
         return match refreshed {
             Refreshed::Extended { valid_until } => {
@@ -177,9 +177,7 @@ pub(crate) async fn acquire(core: &Arc<DynCore>, mode: Mode) -> Result<Option<Lo
         attempts = attempts.saturating_add(1);
         let started = Instant::now();
         let mut pending = PendingAttempt { core, id: &id, claim: &mut claim, armed: true };
-        let outcome = within(bound, core.protocol.acquire(&id, ttl, started, bound))
-            .await
-            .unwrap_or_else(|_| Err(core.backend_error("acquire", BackendError::timeout(bound))));
+        let outcome = core.protocol.acquire(&id, ttl, started, bound).await;
         let last = match outcome {
             Ok(Some(valid_until)) => {
                 pending.armed = false;
@@ -199,7 +197,7 @@ pub(crate) async fn acquire(core: &Arc<DynCore>, mode: Mode) -> Result<Option<Lo
                 if fixed {
                     pending.armed = false;
                     drop(pending);
-                    let _ = within(bound, core.protocol.release(&id, bound)).await;
+                    let _ = core.protocol.release(&id, bound).await;
                 } else {
                     drop(pending);
                     id = options.identity.make();

@@ -9,9 +9,8 @@ use std::time::{Duration, Instant};
 
 use crate::driver::{driver, Fire, TimerKey};
 use crate::engine::DynCore;
-use crate::error::{BackendError, LockError, LostReason};
+use crate::error::{LockError, LostReason};
 use crate::protocol::Refreshed;
-use crate::time::within;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Phase {
@@ -146,21 +145,20 @@ impl Hold {
         if refreshing {
             let options = &self.core.options;
             let bound = options.command_timeout.min(valid_until - now);
-            let refresh = self.core.protocol.refresh(&self.id, options.lock_timeout_ms, now, bound);
-            let outcome = within(bound, refresh).await;
+            let outcome =
+                self.core.protocol.refresh(&self.id, options.lock_timeout_ms, now, bound).await;
             let mut st = self.lock();
             match outcome {
-                Ok(Ok(Refreshed::Extended { valid_until })) => {
+                Ok(Refreshed::Extended { valid_until }) => {
                     st.valid_until = st.valid_until.max(valid_until);
                     st.last_error = None;
                 }
-                Ok(Ok(Refreshed::Lost(reason))) => {
+                Ok(Refreshed::Lost(reason)) => {
                     drop(st);
                     self.mark_lost(reason);
                     return;
                 }
-                Ok(Err(e)) => st.last_error = Some(e.to_string()),
-                Err(_) => st.last_error = Some(format!("refresh timed out after {bound:?}")),
+                Err(e) => st.last_error = Some(e.to_string()),
             }
             if st.phase == Phase::Held {
                 self.schedule(&mut st, Instant::now());
@@ -252,16 +250,7 @@ impl Hold {
     }
 
     async fn release_unguarded(&self) -> Result<bool, LockError> {
-        let bound = self.core.options.command_timeout;
-        let release = self.core.protocol.release(&self.id, bound);
-        within(bound, release).await.unwrap_or_else(|_| {
-            Err(LockError::Backend {
-                kind: self.core.protocol.kind(),
-                key: self.core.protocol.key().to_owned(),
-                operation: "release",
-                source: BackendError::timeout(bound),
-            })
-        })
+        self.core.protocol.release(&self.id, self.core.options.command_timeout).await
     }
 
     pub(crate) fn finish_release(&self) {

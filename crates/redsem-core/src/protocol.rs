@@ -17,8 +17,10 @@ pub(crate) enum Refreshed {
     Lost(LostReason),
 }
 
-/// What a lock kind does in Redis. Implementations bound each of their calls
-/// by `bound` (Redlock bounds each node separately).
+/// What a lock kind does in Redis. Implementations bound their own calls
+/// by `bound`: one call for a single node; each node separately, per phase,
+/// for Redlock (so an operation takes at most a few bounds, and a hung node
+/// only costs its vote).
 #[async_trait]
 pub(crate) trait Protocol: Send + Sync + fmt::Debug + 'static {
     /// The lock kind, for messages.

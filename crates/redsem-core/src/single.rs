@@ -8,6 +8,7 @@ use crate::backend::RedisBackend;
 use crate::commands::Commands;
 use crate::error::{BackendError, LockError, LockKind, LostReason};
 use crate::protocol::{Protocol, Refreshed};
+use crate::time::within;
 
 /// `C`'s commands on one backend.
 #[derive(Debug)]
@@ -49,9 +50,10 @@ impl<C: Commands, B: RedisBackend + 'static> Protocol for SingleNode<C, B> {
         id: &str,
         ttl_ms: u64,
         started: Instant,
-        _bound: Duration,
+        bound: Duration,
     ) -> Result<Option<Instant>, LockError> {
-        match self.commands.acquire(&self.backend, id, ttl_ms).await {
+        let call = within(bound, self.commands.acquire(&self.backend, id, ttl_ms));
+        match call.await.unwrap_or_else(|_| Err(BackendError::timeout(bound))) {
             Ok(true) => Ok(Some(valid_until(started, ttl_ms))),
             Ok(false) => Ok(None),
             Err(e) => Err(self.error("acquire", e)),
@@ -63,16 +65,18 @@ impl<C: Commands, B: RedisBackend + 'static> Protocol for SingleNode<C, B> {
         id: &str,
         ttl_ms: u64,
         started: Instant,
-        _bound: Duration,
+        bound: Duration,
     ) -> Result<Refreshed, BackendError> {
-        Ok(if self.commands.refresh(&self.backend, id, ttl_ms).await? {
+        let call = within(bound, self.commands.refresh(&self.backend, id, ttl_ms));
+        Ok(if call.await.unwrap_or_else(|_| Err(BackendError::timeout(bound)))? {
             Refreshed::Extended { valid_until: valid_until(started, ttl_ms) }
         } else {
             Refreshed::Lost(LostReason::Gone)
         })
     }
 
-    async fn release(&self, id: &str, _bound: Duration) -> Result<bool, LockError> {
-        self.commands.release(&self.backend, id).await.map_err(|e| self.error("release", e))
+    async fn release(&self, id: &str, bound: Duration) -> Result<bool, LockError> {
+        let call = within(bound, self.commands.release(&self.backend, id));
+        call.await.unwrap_or_else(|_| Err(BackendError::timeout(bound))).map_err(|e| self.error("release", e))
     }
 }

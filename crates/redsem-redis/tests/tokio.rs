@@ -1,38 +1,43 @@
-//! redis-rs on tokio, against a real `redis-server`.
+//! redis-rs on tokio, against a private `redis-server`: what is particular to
+//! this adapter. The backend contract (`SET NX PX`, NOSCRIPT fallback, reply
+//! and error conversion) runs in the workspace's `tests/backend_contract.rs`.
 #![cfg(feature = "tokio")]
 #![allow(clippy::expect_used)]
 
-mod support;
-
-use std::sync::Arc;
 use std::time::Duration;
 
 use redsem_core::script::MUTEX_RELEASE;
 use redsem_core::{Arg, BackendErrorKind, RedisBackend};
-use redsem_redis::{redis, RedisRsBackend};
-use support::{checks, RedisServer};
+use redsem_redis::RedisRsBackend;
+use redsem_testing::RedisServer;
 
-async fn script_flush(backend: &RedisRsBackend) {
-    let mut conn = backend.connection().clone();
-    let () = redis::cmd("SCRIPT")
-        .arg("FLUSH")
-        .query_async(&mut conn)
-        .await
-        .expect("SCRIPT FLUSH");
+fn start_server() -> RedisServer {
+    RedisServer::start().unwrap_or_else(|e| panic!("{e}"))
 }
 
-#[tokio::test]
-async fn backend_checks() {
-    let server = RedisServer::start();
-    let backend = RedisRsBackend::connect(&server.url())
-        .await
-        .expect("connect");
-    checks::all(&backend, "tokio", script_flush(&backend)).await;
+/// Uses `backend` from `futures::executor::block_on` on a new plain thread
+/// (no tokio context there), then drops a call there half-way.
+fn use_on_a_plain_thread(backend: impl RedisBackend + 'static, key: &'static str) {
+    std::thread::spawn(move || {
+        futures::executor::block_on(async {
+            assert!(backend.set_nx_px(key, "me", 10_000).await.expect("set"));
+            let reply = backend
+                .run_script(&MUTEX_RELEASE, &[key], &[Arg::Str("me")])
+                .await;
+            assert_eq!(reply.expect("release").as_i64(), Some(1));
+        });
+        // A call dropped half-way, outside the runtime, must not panic.
+        let mut call = Box::pin(backend.set_nx_px(key, "me", 10_000));
+        let _ = futures::FutureExt::now_or_never(&mut call);
+        drop(call);
+    })
+    .join()
+    .expect("the plain thread did not panic");
 }
 
 #[test]
 fn polled_by_block_on_on_a_plain_thread() {
-    let server = RedisServer::start();
+    let server = start_server();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -46,35 +51,18 @@ fn polled_by_block_on_on_a_plain_thread() {
     let conn = captured.connection().clone();
     let given = RedisRsBackend::new(conn).with_runtime(rt.handle().clone());
 
-    let backends: Vec<Arc<dyn RedisBackend>> = vec![Arc::new(captured), Arc::new(given)];
-    for (i, backend) in backends.into_iter().enumerate() {
-        std::thread::spawn(move || {
-            let key = format!("plain:{i}");
-            futures::executor::block_on(async {
-                assert!(backend.set_nx_px(&key, "me", 10_000).await.expect("set"));
-                let reply = backend
-                    .run_script(&MUTEX_RELEASE, &[&key], &[Arg::Str("me")])
-                    .await;
-                assert_eq!(reply.expect("release").as_i64(), Some(1));
-            });
-            // A call dropped half-way, outside the runtime, must not panic.
-            let mut call = Box::pin(backend.set_nx_px(&key, "me", 10_000));
-            let _ = futures::FutureExt::now_or_never(&mut call);
-            drop(call);
-        })
-        .join()
-        .expect("the plain thread did not panic");
-    }
+    use_on_a_plain_thread(captured, "plain:captured");
+    use_on_a_plain_thread(given, "plain:given");
 }
 
 #[tokio::test]
 async fn lost_server_is_a_connection_error() {
-    let server = RedisServer::start();
+    let mut server = start_server();
     let backend = RedisRsBackend::connect(&server.url())
         .await
         .expect("connect");
     assert!(backend.set_nx_px("lost", "me", 10_000).await.expect("set"));
-    drop(server);
+    server.stop().expect("stop redis-server");
     tokio::time::sleep(Duration::from_millis(50)).await;
     let err = backend
         .set_nx_px("lost", "me", 10_000)

@@ -2,7 +2,10 @@
 //! when a quorum (`n / 2 + 1`) of them agree.
 //!
 //! Each attempt talks to all nodes concurrently, each call bounded by the
-//! command timeout, so one slow or hung node only costs its vote. An attempt
+//! command timeout, so one slow or hung node only costs its vote. An
+//! operation has at most two such rounds (an acquire and the undo of a
+//! failed attempt; a refresh and the re-fill of nodes that lost the hold),
+//! so it never takes longer than twice the command timeout. An attempt
 //! counts only if it reached quorum with validity left:
 //!
 //! ```text

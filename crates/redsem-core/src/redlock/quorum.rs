@@ -42,15 +42,17 @@ enum Vote {
 }
 
 impl<C: Commands, B: RedisBackend + 'static> Redlock<C, B> {
-    /// Runs `call` on every node at once, each bounded by `bound`.
-    async fn poll_all<'a, F, Fut>(&'a self, bound: Duration, call: F) -> Vec<Vote>
+    /// Runs `call` at once on every node `pick` selects (by index and its
+    /// earlier vote), each bounded by `bound`; unpicked nodes vote `No`.
+    async fn poll<'a, F, Fut>(&'a self, bound: Duration, pick: impl Fn(usize) -> bool, call: F) -> Vec<Vote>
     where
         F: Fn(&'a B) -> Fut,
         Fut: Future<Output = Result<bool, BackendError>> + 'a,
     {
-        join_all(self.nodes.iter().map(|node| {
-            let fut = call(node);
+        join_all(self.nodes.iter().enumerate().map(|(i, node)| {
+            let fut = pick(i).then(|| call(node));
             async move {
+                let Some(fut) = fut else { return Vote::No };
                 match within(bound, fut).await {
                     Ok(Ok(true)) => Vote::Yes,
                     Ok(Ok(false)) => Vote::No,
@@ -60,6 +62,15 @@ impl<C: Commands, B: RedisBackend + 'static> Redlock<C, B> {
             }
         }))
         .await
+    }
+
+    /// Runs `call` on every node at once.
+    async fn poll_all<'a, F, Fut>(&'a self, bound: Duration, call: F) -> Vec<Vote>
+    where
+        F: Fn(&'a B) -> Fut,
+        Fut: Future<Output = Result<bool, BackendError>> + 'a,
+    {
+        self.poll(bound, |_| true, call).await
     }
 
     fn quorum(&self) -> usize {
@@ -95,9 +106,12 @@ impl<C: Commands, B: RedisBackend + 'static> Redlock<C, B> {
         }
     }
 
-    /// Removes `id`'s hold from every node, best effort.
-    async fn undo(&self, id: &str, bound: Duration) {
-        self.poll_all(bound, |node| self.commands.release(node, id)).await;
+    /// Removes `id`'s hold, best effort, from the nodes whose `votes` say
+    /// they may hold some of it (`skip_no`: a `No` vote on acquire means the
+    /// node took nothing).
+    async fn undo(&self, id: &str, bound: Duration, votes: &[Vote], skip_no: bool) {
+        let pick = |i: usize| !(skip_no && matches!(votes[i], Vote::No));
+        self.poll(bound, pick, |node| self.commands.release(node, id)).await;
     }
 
     /// When a quorum confirmed at `started` runs out, or `None` if the
@@ -128,19 +142,21 @@ impl<C: Commands, B: RedisBackend + 'static> Protocol for Redlock<C, B> {
     ) -> Result<Option<Instant>, LockError> {
         let votes = self.poll_all(bound, |node| self.commands.acquire(node, id, ttl_ms)).await;
         let (yes, failures, errored) = Self::tally(&votes, "is held by another holder");
-        if yes >= self.quorum() {
+        let quorum = yes >= self.quorum();
+        if quorum {
             if let Some(until) = Self::validity(started, ttl_ms) {
                 return Ok(Some(until));
             }
         }
-        // Partial holds (including on nodes that failed late) must not
-        // linger until their TTL.
+        // Partial holds (including on nodes whose call failed, which may
+        // have run late) must not linger until their TTL.
         if yes > 0 || errored {
-            self.undo(id, bound).await;
+            self.undo(id, bound, &votes, true).await;
         }
-        if errored {
+        if errored && !quorum {
             Err(self.quorum_error("acquired", yes, failures))
         } else {
+            // Busy, or a quorum that came too late to leave any validity.
             Ok(None)
         }
     }
@@ -156,20 +172,15 @@ impl<C: Commands, B: RedisBackend + 'static> Protocol for Redlock<C, B> {
         let (yes, _, _) = Self::tally(&votes, "");
         let valid_until = if yes >= self.quorum() { Self::validity(started, ttl_ms) } else { None };
         let Some(valid_until) = valid_until else {
-            self.undo(id, bound).await;
+            self.undo(id, bound, &votes, false).await;
             return Ok(Refreshed::Lost(LostReason::QuorumLost { confirmed: yes, quorum: self.quorum() }));
         };
-        // Give the hold back to nodes that lost it (a restarted node).
-        let missing: Vec<&B> = self
-            .nodes
-            .iter()
-            .zip(&votes)
-            .filter(|(_, vote)| !matches!(vote, Vote::Yes))
-            .map(|(node, _)| node)
-            .collect();
-        if !missing.is_empty() {
-            join_all(missing.into_iter().map(|node| within(bound, self.commands.acquire(node, id, ttl_ms))))
-                .await;
+        // Give the hold back to nodes that answered without it (a restarted
+        // node). Nodes that failed or hung are left alone: another call
+        // would only wait for them again.
+        if votes.iter().any(|v| matches!(v, Vote::No)) {
+            let pick = |i: usize| matches!(votes[i], Vote::No);
+            self.poll(bound, pick, |node| self.commands.acquire(node, id, ttl_ms)).await;
         }
         Ok(Refreshed::Extended { valid_until })
     }

@@ -1,0 +1,578 @@
+//! RedlockMutex behaviours (RLM-*) on 3 nodes, plus UTIL-01 and GAP-13.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::future::{select, Either};
+use redsem_core::{quorum, LockError, LockKind, LockOptions, LostReason, RedlockMutex};
+
+use super::{gets, wait_for, Backend, Kind, Losses, MUTEX_KEY as KEY};
+use crate::common::timing::{ms, sleep, t, t_builder, OUTLIVE};
+use crate::common::Env;
+
+fn mutex(env: &Env, options: LockOptions) -> RedlockMutex<Backend> {
+    RedlockMutex::with_options(env.backends(), "key", options).unwrap()
+}
+
+fn all(id: &str) -> Vec<Option<String>> {
+    vec![Some(id.to_owned()); 3]
+}
+
+const NONE: [Option<String>; 3] = [None, None, None];
+
+/// UTIL-01, GAP-13: quorum is floor(n/2)+1; a single node is its own quorum.
+pub async fn quorum_sizes(env: Env) {
+    let q: Vec<usize> = (1..=9).map(quorum).collect();
+    assert_eq!(q, [1, 2, 2, 3, 3, 4, 4, 5, 5]);
+
+    let single = RedlockMutex::with_options(vec![env.nodes[0].backend()], "key", t()).unwrap();
+    let g = single.acquire().await.unwrap();
+    assert_eq!(
+        gets(&env.nodes),
+        [Some(g.identifier().to_owned()), None, None]
+    );
+    let other = RedlockMutex::with_options(vec![env.nodes[0].backend()], "key", t()).unwrap();
+    assert!(other.try_acquire().await.unwrap().is_none());
+    g.release().await.unwrap();
+    assert_eq!(gets(&env.nodes), NONE);
+}
+
+/// RLM-01, GAP-13: an empty node list, an empty key and a lock timeout that
+/// the clock-drift allowance would eat are rejected, naming the argument.
+pub async fn invalid_arguments(env: Env) {
+    let err = RedlockMutex::<Backend>::new(Vec::new(), "key").unwrap_err();
+    assert!(
+        matches!(
+            err,
+            LockError::InvalidOption {
+                option: "nodes",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let err = RedlockMutex::new(env.backends(), "").unwrap_err();
+    assert!(
+        matches!(err, LockError::InvalidOption { option: "key", .. }),
+        "{err}"
+    );
+    let options = LockOptions::builder()
+        .lock_timeout(ms(2))
+        .refresh_interval(Duration::ZERO)
+        .build()
+        .unwrap();
+    let err = RedlockMutex::with_options(env.backends(), "key", options).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            LockError::InvalidOption {
+                option: "lock_timeout",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    // defaults are fine
+    let m = RedlockMutex::new(env.backends(), "key").unwrap();
+    assert_eq!(m.nodes().len(), 3);
+    assert_eq!(m.key(), KEY);
+}
+
+/// RLM-02, RLM-14, WIRE-12: the id is on every node with the lock timeout
+/// as TTL; release clears every node.
+pub async fn acquire_release(env: Env) {
+    let m = RedlockMutex::new(env.backends(), "key").unwrap();
+    let g = m.acquire().await.unwrap();
+    assert!(g.is_acquired());
+    assert_eq!(g.kind(), LockKind::RedlockMutex);
+    assert_eq!(g.key(), KEY);
+    assert_eq!(gets(&env.nodes), all(g.identifier()));
+    for node in &env.nodes {
+        let pttl = node.pttl(KEY);
+        assert!(
+            (9_000..=10_000).contains(&pttl),
+            "default lock timeout 10s, PTTL {pttl}"
+        );
+    }
+    g.release().await.unwrap();
+    assert_eq!(gets(&env.nodes), NONE);
+}
+
+/// RLM-03: all nodes busy is a plain timeout (not a quorum error) naming
+/// kind and key; the holder is untouched.
+pub async fn acquire_times_out_when_busy(env: Env) {
+    let g1 = mutex(&env, t()).acquire().await.unwrap();
+    let start = Instant::now();
+    let err = mutex(&env, t()).acquire().await.unwrap_err();
+    assert!(err.is_timeout(), "{err:?}");
+    assert!(
+        err.to_string()
+            .starts_with("Acquire redlock-mutex mutex:key timeout"),
+        "{err}"
+    );
+    assert!(
+        start.elapsed() >= ms(150),
+        "gave up after {:?}",
+        start.elapsed()
+    );
+    assert_eq!(gets(&env.nodes), all(g1.identifier()));
+    g1.release().await.unwrap();
+    assert_eq!(gets(&env.nodes), NONE);
+}
+
+/// RLM-15/16: try_acquire makes one attempt; busy is `None`.
+pub async fn try_acquire(env: Env) {
+    let g1 = mutex(&env, t())
+        .try_acquire()
+        .await
+        .unwrap()
+        .expect("free mutex");
+    let start = Instant::now();
+    assert!(mutex(&env, t()).try_acquire().await.unwrap().is_none());
+    assert!(
+        start.elapsed() < ms(140),
+        "try_acquire waited {:?}",
+        start.elapsed()
+    );
+    assert_eq!(gets(&env.nodes), all(g1.identifier()));
+    g1.release().await.unwrap();
+    assert_eq!(gets(&env.nodes), NONE);
+}
+
+/// RLM-04: cancelling (dropping) a waiting acquire leaves nothing behind on
+/// any node, and the waiter never takes the lock later.
+pub async fn dropping_a_waiting_acquire_cancels_it(env: Env) {
+    let g1 = mutex(&env, t()).acquire().await.unwrap();
+    let waiter = mutex(
+        &env,
+        t_builder()
+            .acquire_timeout(Duration::from_secs(60))
+            .build()
+            .unwrap(),
+    );
+    let acquire = std::pin::pin!(waiter.acquire());
+    if let Either::Left((r, _)) = select(acquire, std::pin::pin!(sleep(ms(50)))).await {
+        panic!("acquire returned while the mutex was held: {r:?}");
+    }
+    assert_eq!(gets(&env.nodes), all(g1.identifier()));
+    g1.release().await.unwrap();
+    sleep(ms(100)).await;
+    assert_eq!(
+        gets(&env.nodes),
+        NONE,
+        "the cancelled waiter must not take the lock"
+    );
+}
+
+/// RLM-05: refresh keeps the id on every node past the lock timeout.
+pub async fn refresh_keeps_the_lock(env: Env) {
+    let losses = Losses::default();
+    let g = mutex(&env, losses.t()).acquire().await.unwrap();
+    sleep(OUTLIVE).await;
+    assert!(g.is_acquired());
+    assert_eq!(gets(&env.nodes), all(g.identifier()));
+    assert_eq!(losses.count(), 0, "{:?}", losses.messages());
+    g.release().await.unwrap();
+    assert_eq!(gets(&env.nodes), NONE);
+}
+
+/// RLM-06: after stop_refresh every node lets the key expire; the guard
+/// reports the expiry.
+pub async fn stop_refresh_lets_it_expire(env: Env) {
+    let g = mutex(&env, t()).acquire().await.unwrap();
+    g.stop_refresh();
+    sleep(OUTLIVE).await;
+    assert_eq!(gets(&env.nodes), NONE);
+    assert!(!g.is_acquired());
+    let lost = g.lost().await;
+    assert!(
+        matches!(
+            lost,
+            LockError::Lost {
+                reason: LostReason::Expired,
+                ..
+            }
+        ),
+        "{lost}"
+    );
+}
+
+/// RLM-07/08: a hold made elsewhere is taken over (one refresh on every
+/// node) and kept alive; the next acquire is a normal one.
+pub async fn acquired_externally(env: Env) {
+    let ext = mutex(
+        &env,
+        t_builder()
+            .refresh_interval(Duration::ZERO)
+            .build()
+            .unwrap(),
+    );
+    let id = ext.acquire().await.unwrap().detach();
+    let local = mutex(
+        &env,
+        t_builder()
+            .identifier(&id)
+            .acquired_externally(true)
+            .build()
+            .unwrap(),
+    );
+    let g = local.acquire().await.unwrap();
+    assert_eq!(g.identifier(), id);
+    sleep(OUTLIVE).await;
+    assert_eq!(gets(&env.nodes), all(&id), "kept alive by local's refresh");
+    g.release().await.unwrap();
+    assert_eq!(gets(&env.nodes), NONE);
+
+    let g = local.acquire().await.unwrap();
+    assert_eq!(gets(&env.nodes), all(&id));
+    g.release().await.unwrap();
+    assert_eq!(gets(&env.nodes), NONE);
+}
+
+fn external_111() -> LockOptions {
+    t_builder()
+        .identifier("111")
+        .acquired_externally(true)
+        .build()
+        .unwrap()
+}
+
+/// RLM-22, RLM-24: a takeover whose refresh misses quorum fails and removes
+/// the minority hold; other holders are untouched.
+pub async fn takeover_without_quorum_fails(env: Env) {
+    // RLM-22: n1 '111', n2/n3 '222'
+    env.nodes[0].set(KEY, "111");
+    env.nodes[1].set(KEY, "222");
+    env.nodes[2].set(KEY, "222");
+    let local = mutex(&env, external_111());
+    assert!(local.try_acquire().await.unwrap().is_none());
+    assert_eq!(
+        gets(&env.nodes),
+        [None, Some("222".into()), Some("222".into())]
+    );
+    let err = local.acquire().await.unwrap_err();
+    assert!(err.is_timeout(), "{err:?}");
+
+    // RLM-24: only n1
+    for node in &env.nodes {
+        node.del(KEY);
+    }
+    env.nodes[0].set(KEY, "111");
+    let local = mutex(&env, external_111());
+    assert!(local.try_acquire().await.unwrap().is_none());
+    assert_eq!(gets(&env.nodes), NONE, "the minority hold is released");
+}
+
+/// RLM-23: a takeover with quorum extends the TTL and gives the hold to the
+/// node that lacked it.
+pub async fn takeover_with_quorum_fills_the_rest(env: Env) {
+    env.nodes[0].set(KEY, "111");
+    env.nodes[1].set(KEY, "111");
+    let g = mutex(&env, external_111()).acquire().await.unwrap();
+    assert_eq!(g.identifier(), "111");
+    assert_eq!(gets(&env.nodes), all("111"), "node 3 gets the hold too");
+    for node in &env.nodes {
+        let pttl = node.pttl(KEY);
+        assert!(
+            (200..=500).contains(&pttl),
+            "PTTL {pttl}, want the 500ms lock timeout"
+        );
+    }
+    g.release().await.unwrap();
+    assert_eq!(gets(&env.nodes), NONE);
+}
+
+async fn lost_when(env: Env, tamper: impl Fn(&Env)) {
+    let losses = Losses::default();
+    let g = mutex(&env, losses.t()).acquire().await.unwrap();
+    tamper(&env);
+    wait_for("the loss is reported", Duration::from_secs(2), || {
+        losses.count() > 0
+    })
+    .await;
+    assert!(!g.is_acquired());
+    let err = g.lost().await;
+    assert!(
+        err.to_string()
+            .starts_with("Lost redlock-mutex for key mutex:key"),
+        "{err}"
+    );
+    assert!(
+        matches!(
+            err,
+            LockError::Lost {
+                reason: LostReason::QuorumLost { quorum: 2, .. },
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    sleep(ms(300)).await;
+    assert_eq!(
+        losses.count(),
+        1,
+        "reported exactly once: {:?}",
+        losses.messages()
+    );
+    losses.assert_all_lost(Kind::Mutex);
+    let err = g.release().await.unwrap_err();
+    assert!(err.is_lost(), "{err}");
+}
+
+/// RLM-09/10: another id took the key on every node: the loss is reported
+/// once, and the other holder's value is left alone.
+pub async fn lost_when_taken(env: Env) {
+    let nodes = env.nodes.clone();
+    lost_when(env, |env| env.nodes.iter().for_each(|n| n.set(KEY, "222"))).await;
+    assert_eq!(gets(&nodes), all("222"));
+}
+
+/// RLM-09/10 with the key deleted on every node.
+pub async fn lost_when_deleted(env: Env) {
+    let nodes = env.nodes.clone();
+    lost_when(env, |env| env.nodes.iter().for_each(|n| n.del(KEY))).await;
+    assert_eq!(gets(&nodes), NONE);
+}
+
+/// A hold taken over on one node only is not a loss: quorum still holds,
+/// and the other holder's value is not overwritten.
+pub async fn minority_tamper_is_tolerated(env: Env) {
+    let losses = Losses::default();
+    let g = mutex(&env, losses.t()).acquire().await.unwrap();
+    let id = g.identifier().to_owned();
+    env.nodes[0].set(KEY, "222");
+    sleep(OUTLIVE).await;
+    assert!(g.is_acquired());
+    assert_eq!(losses.count(), 0, "{:?}", losses.messages());
+    assert_eq!(
+        gets(&env.nodes),
+        [Some("222".into()), Some(id.clone()), Some(id)]
+    );
+    g.release().await.unwrap();
+    assert_eq!(gets(&env.nodes), [Some("222".into()), None, None]);
+}
+
+/// GAP-12 / issue: a refresh with quorum gives the hold back to a node that
+/// lost it.
+pub async fn refresh_restores_a_missing_node(env: Env) {
+    let losses = Losses::default();
+    let g = mutex(&env, losses.t()).acquire().await.unwrap();
+    let id = g.identifier().to_owned();
+    env.nodes[1].del(KEY);
+    wait_for("node 2 has the hold again", Duration::from_secs(2), || {
+        env.nodes[1].get(KEY).as_deref() == Some(id.as_str())
+    })
+    .await;
+    let pttl = env.nodes[1].pttl(KEY);
+    assert!(
+        (1..=500).contains(&pttl),
+        "restored with the lock timeout, PTTL {pttl}"
+    );
+    assert!(g.is_acquired());
+    assert_eq!(losses.count(), 0, "{:?}", losses.messages());
+    g.release().await.unwrap();
+    assert_eq!(gets(&env.nodes), NONE);
+}
+
+/// RLM-11: three lifecycles; a released lock never comes back.
+pub async fn reuse(env: Env) {
+    let m = mutex(&env, t());
+    for _ in 0..3 {
+        let g = m.acquire().await.unwrap();
+        sleep(ms(200)).await;
+        assert_eq!(gets(&env.nodes), all(g.identifier()));
+        g.release().await.unwrap();
+        assert_eq!(gets(&env.nodes), NONE);
+        sleep(ms(200)).await;
+        assert_eq!(gets(&env.nodes), NONE, "no resurrection after release");
+    }
+}
+
+/// RLM-17: one attempt with an unlimited acquire timeout terminates.
+pub async fn attempt_limit(env: Env) {
+    let g = mutex(&env, t()).acquire().await.unwrap();
+    let options = t_builder()
+        .acquire_timeout(Duration::MAX)
+        .max_attempts(1)
+        .build()
+        .unwrap();
+    let err = mutex(&env, options).acquire().await.unwrap_err();
+    assert!(err.is_timeout(), "{err:?}");
+    assert!(
+        err.to_string()
+            .starts_with("Acquire redlock-mutex mutex:key timeout"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("limit of 1 attempt(s)"), "{err}");
+    g.release().await.unwrap();
+}
+
+/// RLM-18/19: every node holds the id with the lock timeout as TTL.
+pub async fn ttl_is_the_lock_timeout(env: Env) {
+    let options = t_builder()
+        .refresh_interval(Duration::ZERO)
+        .identifier("111")
+        .build()
+        .unwrap();
+    let g = RedlockMutex::with_options(env.backends(), "key2", options)
+        .unwrap()
+        .acquire()
+        .await
+        .unwrap();
+    for node in &env.nodes {
+        assert_eq!(node.get("mutex:key2").as_deref(), Some("111"));
+        let pttl = node.pttl("mutex:key2");
+        assert!((300..=500).contains(&pttl), "PTTL {pttl}");
+    }
+    g.release().await.unwrap();
+}
+
+/// RLM-21: keys are independent.
+pub async fn keys_are_independent(env: Env) {
+    let a = RedlockMutex::with_options(env.backends(), "key1", t()).unwrap();
+    let b = RedlockMutex::with_options(env.backends(), "key2", t()).unwrap();
+    let (ga, gb) = futures::join!(a.acquire(), b.acquire());
+    let (ga, gb) = (ga.unwrap(), gb.unwrap());
+    assert!(a.try_acquire().await.unwrap().is_none());
+    assert!(b.try_acquire().await.unwrap().is_none());
+    for node in &env.nodes {
+        assert_eq!(node.get("mutex:key1").as_deref(), Some(ga.identifier()));
+        assert_eq!(node.get("mutex:key2").as_deref(), Some(gb.identifier()));
+    }
+    ga.release().await.unwrap();
+    gb.release().await.unwrap();
+}
+
+/// RLM-25/26, GAP-07: releasing a hold that is gone everywhere reports the
+/// loss without an error from any node, and leaves other values alone.
+pub async fn release_when_gone(env: Env) {
+    let options = t_builder()
+        .refresh_interval(Duration::ZERO)
+        .build()
+        .unwrap();
+    let g = mutex(&env, options.clone()).acquire().await.unwrap();
+    env.nodes.iter().for_each(|n| n.del(KEY));
+    let err = g.release().await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            LockError::Lost {
+                reason: LostReason::Gone,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+
+    let g = mutex(&env, options).acquire().await.unwrap();
+    env.nodes[0].set(KEY, "other");
+    env.nodes[1].set(KEY, "other");
+    let err = g.release().await.unwrap_err();
+    assert!(err.is_lost(), "{err:?}");
+    assert_eq!(
+        gets(&env.nodes),
+        [Some("other".into()), Some("other".into()), None]
+    );
+}
+
+/// Dropping a guard releases on every node in the background, promptly.
+pub async fn drop_releases(env: Env) {
+    let g = mutex(&env, t()).acquire().await.unwrap();
+    assert_eq!(gets(&env.nodes), all(g.identifier()));
+    drop(g);
+    wait_for(
+        "the dropped guard is released everywhere",
+        Duration::from_secs(2),
+        || gets(&env.nodes) == NONE,
+    )
+    .await;
+}
+
+/// The scoped form runs the work under the lock and releases after it.
+pub async fn with_lock_runs_and_releases(env: Env) {
+    let nodes = env.nodes.clone();
+    let seen = mutex(&env, t())
+        .with_lock(|| async move {
+            let v = gets(&nodes);
+            sleep(ms(20)).await;
+            v
+        })
+        .await
+        .unwrap();
+    assert!(
+        seen.iter().all(|v| v.is_some() && *v == seen[0]),
+        "held on every node: {seen:?}"
+    );
+    assert_eq!(gets(&env.nodes), NONE);
+}
+
+/// The scoped form drops the work when quorum is lost mid-way.
+pub async fn with_lock_stops_work_on_loss(env: Env) {
+    let nodes = env.nodes.clone();
+    let finished = Arc::new(AtomicUsize::new(0));
+    let f = finished.clone();
+    let start = Instant::now();
+    let err = mutex(&env, t())
+        .with_lock(|| async move {
+            nodes[0].del(KEY);
+            nodes[1].set(KEY, "222");
+            sleep(Duration::from_secs(5)).await;
+            f.fetch_add(1, Ordering::SeqCst);
+        })
+        .await
+        .unwrap_err();
+    assert!(err.is_lost(), "{err}");
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "work was not dropped at the loss"
+    );
+    assert_eq!(finished.load(Ordering::SeqCst), 0);
+    assert_eq!(
+        gets(&env.nodes),
+        [None, Some("222".into()), None],
+        "released on the remaining node"
+    );
+}
+
+/// One instance with a fixed identifier never holds twice.
+pub async fn fixed_identifier_holds_once(env: Env) {
+    let m = mutex(&env, t_builder().identifier("solo").build().unwrap());
+    let g = m.acquire().await.unwrap();
+    let err = m.try_acquire().await.unwrap_err();
+    assert!(matches!(err, LockError::AlreadyHeld { .. }), "{err}");
+    g.release().await.unwrap();
+    let g = m.acquire().await.unwrap();
+    assert_eq!(gets(&env.nodes), all("solo"));
+    g.release().await.unwrap();
+}
+
+/// One shared instance serialises tasks.
+pub async fn shared_instance_serialises_tasks(env: Env) {
+    let m = mutex(
+        &env,
+        t_builder()
+            .acquire_timeout(Duration::from_secs(20))
+            .build()
+            .unwrap(),
+    );
+    let inside = Arc::new(AtomicUsize::new(0));
+    let tasks = (0..4).map(|_| {
+        let (m, inside) = (m.clone(), inside.clone());
+        async move {
+            for _ in 0..3 {
+                let g = m.acquire().await.unwrap();
+                assert_eq!(
+                    inside.fetch_add(1, Ordering::SeqCst),
+                    0,
+                    "two holders at once"
+                );
+                sleep(ms(2)).await;
+                inside.fetch_sub(1, Ordering::SeqCst);
+                g.release().await.unwrap();
+            }
+        }
+    });
+    futures::future::join_all(tasks).await;
+    assert_eq!(gets(&env.nodes), NONE);
+}
