@@ -71,13 +71,27 @@ fn spec(workload: &str) -> Option<Spec> {
         "mutex-solo" => (1, 1, ms(0), Kind::Mutex),
         "mutex-contended" => (1, 16, ms(1), Kind::Mutex),
         "semaphore-contended" => (1, 16, ms(1), Kind::Semaphore { limit: 4 }),
-        "multisemaphore-contended" => (1, 16, ms(1), Kind::Multi { limit: 8, permits: 2 }),
+        "multisemaphore-contended" => (
+            1,
+            16,
+            ms(1),
+            Kind::Multi {
+                limit: 8,
+                permits: 2,
+            },
+        ),
         "many-keys" => (1, 256, ms(0), Kind::ManyKeys),
         "redlock-mutex-solo" => (3, 1, ms(0), Kind::Redlock),
         "redlock-mutex-contended" => (3, 16, ms(1), Kind::Redlock),
         _ => return None,
     };
-    Some(Spec { servers, tasks, hold, think: hold, kind })
+    Some(Spec {
+        servers,
+        tasks,
+        hold,
+        think: hold,
+        kind,
+    })
 }
 
 enum Lock {
@@ -114,11 +128,15 @@ fn make_lock(spec: &Spec, backends: &[Backend], prefix: &str, workload: &str, ta
     let b = backends[0].clone();
     let built = match spec.kind {
         Kind::Mutex | Kind::ManyKeys => Mutex::with_options(b, key, options()).map(Lock::Mutex),
-        Kind::Semaphore { limit } => Semaphore::with_options(b, key, limit, options()).map(Lock::Semaphore),
+        Kind::Semaphore { limit } => {
+            Semaphore::with_options(b, key, limit, options()).map(Lock::Semaphore)
+        }
         Kind::Multi { limit, permits } => {
             MultiSemaphore::with_options(b, key, limit, permits, options()).map(Lock::Multi)
         }
-        Kind::Redlock => RedlockMutex::with_options(backends.to_vec(), key, options()).map(Lock::Redlock),
+        Kind::Redlock => {
+            RedlockMutex::with_options(backends.to_vec(), key, options()).map(Lock::Redlock)
+        }
     };
     built.expect("valid lock")
 }
@@ -131,9 +149,19 @@ struct TaskStats {
     errors: u64,
 }
 
-async fn run_phase(spec: Spec, backends: &[Backend], prefix: &str, workload: &str, duration: Duration) -> (Vec<TaskStats>, Duration, usize) {
+async fn run_phase(
+    spec: Spec,
+    backends: &[Backend],
+    prefix: &str,
+    workload: &str,
+    duration: Duration,
+) -> (Vec<TaskStats>, Duration, usize) {
     // One counter per key: many-keys has a key per task.
-    let keys = if spec.kind == Kind::ManyKeys { spec.tasks } else { 1 };
+    let keys = if spec.kind == Kind::ManyKeys {
+        spec.tasks
+    } else {
+        1
+    };
     let holders: Arc<Vec<AtomicUsize>> = Arc::new((0..keys).map(|_| AtomicUsize::new(0)).collect());
     let max_holders = Arc::new(AtomicUsize::new(0));
     let permits = match spec.kind {
@@ -192,10 +220,18 @@ async fn commandstats(conns: &mut [MultiplexedConnection]) -> (u64, Vec<(String,
     let mut total = 0;
     let mut by_name: Vec<(String, u64)> = Vec::new();
     for conn in conns.iter_mut() {
-        let info: String = redis::cmd("INFO").arg("commandstats").query_async(conn).await.expect("INFO");
+        let info: String = redis::cmd("INFO")
+            .arg("commandstats")
+            .query_async(conn)
+            .await
+            .expect("INFO");
         for line in info.lines() {
-            let Some(rest) = line.strip_prefix("cmdstat_") else { continue };
-            let Some((name, fields)) = rest.split_once(':') else { continue };
+            let Some(rest) = line.strip_prefix("cmdstat_") else {
+                continue;
+            };
+            let Some((name, fields)) = rest.split_once(':') else {
+                continue;
+            };
             if name == "info" {
                 continue;
             }
@@ -223,11 +259,14 @@ fn percentile(sorted: &[u64], p: f64) -> u64 {
 }
 
 fn env_f64(name: &str, default: f64) -> f64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn main() {
-    let workload = std::env::args().last().unwrap_or_default();
+    let workload = std::env::args().next_back().unwrap_or_default();
     let Some(spec) = spec(&workload) else {
         eprintln!("usage: workloads <mutex-solo|mutex-contended|semaphore-contended|multisemaphore-contended|many-keys|redlock-mutex-solo|redlock-mutex-contended>");
         if workload == "--bench" || workload.is_empty() {
@@ -242,7 +281,10 @@ fn main() {
         .collect();
     let duration = Duration::from_secs_f64(env_f64("DURATION_S", 5.0));
     let warmup = Duration::from_secs_f64(env_f64("WARMUP_S", 0.5));
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     rt.block_on(async move {
         let sent = Arc::new(AtomicU64::new(0));
         let mut backends = Vec::new();
@@ -250,8 +292,17 @@ fn main() {
         for port in ports.iter().take(spec.servers) {
             let url = format!("redis://127.0.0.1:{port}/");
             let conn = RedisRsBackend::connect(&url).await.expect("connect");
-            backends.push(Arc::new(Counting { inner: conn, sent: sent.clone() }));
-            admin.push(redis::Client::open(url).expect("url").get_multiplexed_async_connection().await.expect("admin"));
+            backends.push(Arc::new(Counting {
+                inner: conn,
+                sent: sent.clone(),
+            }));
+            admin.push(
+                redis::Client::open(url)
+                    .expect("url")
+                    .get_multiplexed_async_connection()
+                    .await
+                    .expect("admin"),
+            );
         }
         run_phase(spec, &backends, "warm", &workload, warmup).await;
         for conn in admin.iter_mut() {
@@ -261,11 +312,22 @@ fn main() {
         let (base_total, base_by_name) = commandstats(&mut admin).await;
         let sent_before = sent.load(Ordering::Relaxed);
 
-        let (stats, elapsed, max_holders) = run_phase(spec, &backends, "bench", &workload, duration).await;
+        let (stats, elapsed, max_holders) =
+            run_phase(spec, &backends, "bench", &workload, duration).await;
 
         let sent_after = sent.load(Ordering::Relaxed);
         let (total, by_name) = commandstats(&mut admin).await;
-        report(&workload, spec, &stats, elapsed, max_holders, total - base_total, &by_name, &base_by_name, sent_after - sent_before);
+        report(
+            &workload,
+            spec,
+            &stats,
+            elapsed,
+            max_holders,
+            total - base_total,
+            &by_name,
+            &base_by_name,
+            sent_after - sent_before,
+        );
     });
 }
 
@@ -285,9 +347,18 @@ fn report(
     let acquisitions: u64 = per_task.iter().sum();
     let acq = acquisitions.max(1) as f64;
     let errors: u64 = stats.iter().map(|s| s.errors).sum();
-    let mut cycles: Vec<u64> = stats.iter().flat_map(|s| s.cycles_us.iter().copied()).collect();
-    let mut waits: Vec<u64> = stats.iter().flat_map(|s| s.waits_us.iter().copied()).collect();
-    let holds: Vec<u64> = stats.iter().flat_map(|s| s.holds_us.iter().copied()).collect();
+    let mut cycles: Vec<u64> = stats
+        .iter()
+        .flat_map(|s| s.cycles_us.iter().copied())
+        .collect();
+    let mut waits: Vec<u64> = stats
+        .iter()
+        .flat_map(|s| s.waits_us.iter().copied())
+        .collect();
+    let holds: Vec<u64> = stats
+        .iter()
+        .flat_map(|s| s.holds_us.iter().copied())
+        .collect();
     cycles.sort_unstable();
     waits.sort_unstable();
     let contended = spec.tasks > 1 && spec.kind != Kind::ManyKeys;
@@ -304,24 +375,42 @@ fn report(
     };
     let us = |v: u64| v.to_string();
     let ms = |v: u64| format!("{:.3}", v as f64 / 1000.0);
-    let (p50, p99) = if contended { ("null".into(), "null".into()) } else { (us(percentile(&cycles, 0.5)), us(percentile(&cycles, 0.99))) };
+    let (p50, p99) = if contended {
+        ("null".into(), "null".into())
+    } else {
+        (us(percentile(&cycles, 0.5)), us(percentile(&cycles, 0.99)))
+    };
     let (w50, w99, wmax) = if contended {
-        (ms(percentile(&waits, 0.5)), ms(percentile(&waits, 0.99)), ms(waits.last().copied().unwrap_or(0)))
+        (
+            ms(percentile(&waits, 0.5)),
+            ms(percentile(&waits, 0.99)),
+            ms(waits.last().copied().unwrap_or(0)),
+        )
     } else {
         ("null".into(), "null".into(), "null".into())
     };
     let by_name_json: Vec<String> = by_name
         .iter()
         .map(|(n, c)| {
-            let base = base_by_name.iter().find(|(b, _)| b == n).map_or(0, |(_, c)| *c);
+            let base = base_by_name
+                .iter()
+                .find(|(b, _)| b == n)
+                .map_or(0, |(_, c)| *c);
             (n, c.saturating_sub(base))
         })
         .filter(|(_, c)| *c > 0)
         .map(|(n, c)| format!("\"{n}\":{:.2}", c as f64 / acq))
         .collect();
-    let notes = if max_holders > limit { "SAFETY VIOLATION" } else { "" };
+    let notes = if max_holders > limit {
+        "SAFETY VIOLATION"
+    } else {
+        ""
+    };
     let hold_mean = holds.iter().sum::<u64>() as f64 / holds.len().max(1) as f64 / 1000.0;
-    let load = std::fs::read_to_string("/proc/loadavg").ok().and_then(|l| l.split_whitespace().next().map(str::to_owned)).unwrap_or_else(|| "null".into());
+    let load = std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "null".into());
     println!(
         "{{\"impl\":\"redsem\",\"workload\":\"{workload}\",\"ops_per_s\":{:.1},\"p50_us\":{p50},\"p99_us\":{p99},\"wait_p50_ms\":{w50},\"wait_p99_ms\":{w99},\"cmds_per_acq\":{:.2},\"max_holders\":{max_holders},\"fairness\":{fairness},\"notes\":\"{notes}\",\"client_cmds_per_acq\":{:.2},\"server_cmds_by_name_per_acq\":{{{}}},\"wait_max_ms\":{wmax},\"p90_us\":{},\"p999_us\":{},\"max_us\":{},\"per_task_min_max\":[{},{}],\"hold_mean_ms\":{hold_mean:.3},\"acquisitions\":{acquisitions},\"elapsed_s\":{:.3},\"errors\":{errors},\"loadavg_1m\":{load},\"lib\":\"redsem {} (redis-rs 1)\",\"options\":\"lock_timeout 10s, acquire_timeout 60s, retry 10ms, refresh 8s, tokio::time::sleep\"}}",
         acquisitions as f64 / elapsed.as_secs_f64(),

@@ -31,7 +31,9 @@ async fn main() -> Result<(), Box<dyn Error>> {
     // At most 2 workers call the "API" at once; one at a time updates the
     // "ledger". Every worker builds its own handles, as separate processes
     // would.
-    let options = LockOptions::builder().acquire_timeout(Duration::from_secs(30)).build()?;
+    let options = LockOptions::builder()
+        .acquire_timeout(Duration::from_secs(30))
+        .build()?;
     let in_api = Arc::new(AtomicUsize::new(0));
     let ledger = Arc::new(AtomicUsize::new(0));
     let mut workers = Vec::new();
@@ -39,7 +41,8 @@ async fn main() -> Result<(), Box<dyn Error>> {
         let (backend, options) = (backend.clone(), options.clone());
         let (in_api, ledger) = (in_api.clone(), ledger.clone());
         workers.push(tokio::spawn(async move {
-            let api = Semaphore::with_options(backend.clone(), "quickstart:api", 2, options.clone())?;
+            let api =
+                Semaphore::with_options(backend.clone(), "quickstart:api", 2, options.clone())?;
             let books = Mutex::with_options(backend, "quickstart:ledger", options)?;
             for job in 0..3 {
                 let permit = api.acquire().await?;
@@ -64,6 +67,9 @@ async fn main() -> Result<(), Box<dyn Error>> {
     for worker in workers {
         worker.await??;
     }
-    println!("ledger: {} entries (expected 12)", ledger.load(Ordering::SeqCst));
+    println!(
+        "ledger: {} entries (expected 12)",
+        ledger.load(Ordering::SeqCst)
+    );
     Ok(())
 }

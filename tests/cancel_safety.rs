@@ -33,7 +33,11 @@ impl Rng {
 }
 
 /// Races `fut` against a pseudo-random deadline: `None` if it was dropped.
-async fn maybe_cancel<F: std::future::Future>(rng: &mut Rng, max_ms: u64, fut: F) -> Option<F::Output> {
+async fn maybe_cancel<F: std::future::Future>(
+    rng: &mut Rng,
+    max_ms: u64,
+    fut: F,
+) -> Option<F::Output> {
     let cancel_after = ms(rng.below(max_ms));
     match select(std::pin::pin!(fut), std::pin::pin!(sleep(cancel_after))).await {
         Either::Left((out, _)) => Some(out),
@@ -41,7 +45,11 @@ async fn maybe_cancel<F: std::future::Future>(rng: &mut Rng, max_ms: u64, fut: F
     }
 }
 
-async fn churn(backend: Arc<dyn RedisBackend>, zcard: impl Fn() -> usize + Send + Sync + 'static, seed: u64) {
+async fn churn(
+    backend: Arc<dyn RedisBackend>,
+    zcard: impl Fn() -> usize + Send + Sync + 'static,
+    seed: u64,
+) {
     let options = LockOptions::builder()
         .lock_timeout(Duration::from_secs(20))
         .acquire_timeout(Duration::from_secs(20))
@@ -54,14 +62,22 @@ async fn churn(backend: Arc<dyn RedisBackend>, zcard: impl Fn() -> usize + Send 
     let tasks = (0..TASKS).map(|task| {
         let (sem, holders, zcard) = (sem.clone(), holders.clone(), zcard.clone());
         async move {
-            let mut rng = Rng(seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(task) | 1);
+            let mut rng = Rng(seed
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(task)
+                | 1);
             for _ in 0..ROUNDS {
-                let Some(acquired) = maybe_cancel(&mut rng, 8, sem.acquire()).await else { continue };
+                let Some(acquired) = maybe_cancel(&mut rng, 8, sem.acquire()).await else {
+                    continue;
+                };
                 let guard = acquired.expect("acquire");
                 let now = holders.fetch_add(1, Ordering::SeqCst) + 1;
                 assert!(now <= LIMIT, "{now} holders, limit {LIMIT}");
                 let in_redis = zcard();
-                assert!(in_redis <= LIMIT, "{in_redis} members in Redis, limit {LIMIT}");
+                assert!(
+                    in_redis <= LIMIT,
+                    "{in_redis} members in Redis, limit {LIMIT}"
+                );
                 sleep(ms(rng.below(3))).await;
                 holders.fetch_sub(1, Ordering::SeqCst);
                 match rng.below(3) {
@@ -93,21 +109,33 @@ fn mock_with_latency() {
         let mock = MockBackend::new();
         mock.set_latency(ms(1 + seed % 3));
         let inspect = mock.clone();
-        futures::executor::block_on(churn(Arc::new(mock), move || inspect.zcard("semaphore:cancel"), seed));
+        futures::executor::block_on(churn(
+            Arc::new(mock),
+            move || inspect.zcard("semaphore:cancel"),
+            seed,
+        ));
     }
 }
 
 #[test]
 fn real_redis() {
     let server = start_server();
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let backend: Arc<dyn RedisBackend> =
-        Arc::new(rt.block_on(RedisRsBackend::connect(&server.url())).expect("connect"));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let backend: Arc<dyn RedisBackend> = Arc::new(
+        rt.block_on(RedisRsBackend::connect(&server.url()))
+            .expect("connect"),
+    );
     let server = Arc::new(server);
     for seed in 1..=4u64 {
         let server = server.clone();
         let zcard = move || {
-            let reply = server.command(&["ZCARD", "semaphore:cancel"]).expect("ZCARD");
+            let reply = server
+                .command(&["ZCARD", "semaphore:cancel"])
+                .expect("ZCARD");
             usize::try_from(reply.as_integer().expect("integer")).expect("count")
         };
         rt.block_on(churn(backend.clone(), zcard, seed));

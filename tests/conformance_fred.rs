@@ -28,7 +28,6 @@ async fn connect(url: String) -> Arc<dyn RedisBackend> {
     Arc::new(FredBackend::new(client))
 }
 
-
 macro_rules! scenario_tests {
     ($($name:ident: $nodes:expr => $path:path,)*) => {$(
         #[test]

@@ -23,10 +23,11 @@ async fn connect(url: String) -> Arc<dyn RedisBackend> {
         .set_max_delay(Duration::from_millis(100))
         .set_connection_timeout(Some(Duration::from_millis(500)))
         .set_response_timeout(None);
-    let manager = ConnectionManager::new_with_config(client, config).await.expect("connect");
+    let manager = ConnectionManager::new_with_config(client, config)
+        .await
+        .expect("connect");
     Arc::new(RedisRsBackend::new(manager))
 }
-
 
 macro_rules! scenario_tests {
     ($($name:ident: $nodes:expr => $path:path,)*) => {$(

@@ -7,11 +7,26 @@ use std::process::Command;
 fn normal_tree(package: &str) -> Vec<String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let out = Command::new(cargo)
-        .args(["tree", "--offline", "-p", package, "-e", "normal", "--prefix", "none", "--format", "{p}"])
+        .args([
+            "tree",
+            "--offline",
+            "-p",
+            package,
+            "-e",
+            "normal",
+            "--prefix",
+            "none",
+            "--format",
+            "{p}",
+        ])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .expect("run cargo tree");
-    assert!(out.status.success(), "cargo tree failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "cargo tree failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
@@ -20,7 +35,10 @@ fn normal_tree(package: &str) -> Vec<String> {
 
 fn assert_absent(package: &str, forbidden: &[&str]) {
     let tree = normal_tree(package);
-    assert!(tree.iter().any(|p| p == package), "cargo tree output lacks {package}: {tree:?}");
+    assert!(
+        tree.iter().any(|p| p == package),
+        "cargo tree output lacks {package}: {tree:?}"
+    );
     for name in forbidden {
         assert!(
             !tree.iter().any(|p| p == name),
@@ -31,7 +49,10 @@ fn assert_absent(package: &str, forbidden: &[&str]) {
 
 #[test]
 fn core_has_no_runtime_or_client() {
-    assert_absent("redsem-core", &["tokio", "fred", "redis", "async-std", "smol"]);
+    assert_absent(
+        "redsem-core",
+        &["tokio", "fred", "redis", "async-std", "smol"],
+    );
 }
 
 #[test]

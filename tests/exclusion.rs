@@ -38,7 +38,9 @@ async fn manager(port: &str) -> ConnectionManager {
         .set_number_of_retries(1)
         .set_max_delay(Duration::from_millis(100))
         .set_connection_timeout(Some(Duration::from_millis(500)));
-    ConnectionManager::new_with_config(client, config).await.expect("connect")
+    ConnectionManager::new_with_config(client, config)
+        .await
+        .expect("connect")
 }
 
 /// GET, pause, SET: correct only under mutual exclusion.
@@ -56,7 +58,8 @@ async fn worker(mode: &str, ports: Vec<String>) {
     for _ in 0..TASKS {
         let mut backends = Vec::new();
         for port in &ports {
-            backends.push(Arc::new(RedisRsBackend::new(manager(port).await)) as Arc<dyn RedisBackend>);
+            backends
+                .push(Arc::new(RedisRsBackend::new(manager(port).await)) as Arc<dyn RedisBackend>);
         }
         connections.push(backends);
     }
@@ -68,7 +71,8 @@ async fn worker(mode: &str, ports: Vec<String>) {
         tasks.push(tokio::spawn(async move {
             match mode.as_str() {
                 "mutex" => {
-                    let mutex = Mutex::with_options(backends[0].clone(), "exclusion", options()).unwrap();
+                    let mutex =
+                        Mutex::with_options(backends[0].clone(), "exclusion", options()).unwrap();
                     for _ in 0..ROUNDS {
                         let g = mutex.acquire().await.expect("acquire mutex");
                         unsafe_increment(&mut data, "counter").await;
@@ -76,7 +80,13 @@ async fn worker(mode: &str, ports: Vec<String>) {
                     }
                 }
                 "semaphore" => {
-                    let sem = Semaphore::with_options(backends[0].clone(), "exclusion", LIMIT as u32, options()).unwrap();
+                    let sem = Semaphore::with_options(
+                        backends[0].clone(),
+                        "exclusion",
+                        LIMIT as u32,
+                        options(),
+                    )
+                    .unwrap();
                     for _ in 0..ROUNDS {
                         let g = sem.acquire().await.expect("acquire semaphore");
                         let holders: i64 = data.incr("holders", 1).await.expect("INCR");
@@ -89,7 +99,8 @@ async fn worker(mode: &str, ports: Vec<String>) {
                     }
                 }
                 "redlock" => {
-                    let mutex = RedlockMutex::with_options(backends, "exclusion", options()).unwrap();
+                    let mutex =
+                        RedlockMutex::with_options(backends, "exclusion", options()).unwrap();
                     for _ in 0..ROUNDS {
                         let g = mutex.acquire().await.expect("acquire redlock mutex");
                         unsafe_increment(&mut data, "counter").await;
@@ -110,11 +121,22 @@ async fn worker(mode: &str, ports: Vec<String>) {
 /// Entry point of the worker processes; a no-op in a normal test run.
 #[test]
 fn exclusion_worker_process() {
-    let Ok(spec) = std::env::var(WORKER_ENV) else { return };
+    let Ok(spec) = std::env::var(WORKER_ENV) else {
+        return;
+    };
     let mut parts = spec.split(':');
     let mode = parts.next().expect("mode").to_owned();
-    let ports: Vec<String> = parts.next().expect("ports").split(',').map(str::to_owned).collect();
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let ports: Vec<String> = parts
+        .next()
+        .expect("ports")
+        .split(',')
+        .map(str::to_owned)
+        .collect();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(worker(&mode, ports));
 }
 
@@ -124,7 +146,12 @@ fn spawn_workers(mode: &str, servers: &[&RedisServer]) -> Vec<Child> {
     (0..PROCESSES)
         .map(|_| {
             Command::new(&exe)
-                .args(["exclusion_worker_process", "--exact", "--nocapture", "--test-threads=1"])
+                .args([
+                    "exclusion_worker_process",
+                    "--exact",
+                    "--nocapture",
+                    "--test-threads=1",
+                ])
                 .env(WORKER_ENV, format!("{mode}:{}", ports.join(",")))
                 .stdout(Stdio::null())
                 .spawn()
@@ -138,7 +165,10 @@ fn join_workers(mut children: Vec<Child>) {
     let deadline = Instant::now() + Duration::from_secs(240);
     let mut failed = None;
     while failed.is_none() && !children.is_empty() {
-        assert!(Instant::now() < deadline || failed.is_some(), "workers hung");
+        assert!(
+            Instant::now() < deadline || failed.is_some(),
+            "workers hung"
+        );
         let mut still = Vec::new();
         for mut child in children {
             match child.try_wait().expect("wait") {
@@ -157,7 +187,10 @@ fn join_workers(mut children: Vec<Child>) {
         let _ = child.kill();
         let _ = child.wait();
     }
-    assert!(failed.is_none(), "a worker process failed or hung: {failed:?}");
+    assert!(
+        failed.is_none(),
+        "a worker process failed or hung: {failed:?}"
+    );
 }
 
 fn int(server: &RedisServer, key: &str) -> i64 {
@@ -170,7 +203,11 @@ fn mutex_across_processes_loses_no_update() {
     let server = start_server();
     join_workers(spawn_workers("mutex", &[&server]));
     assert_eq!(int(&server, "workers_done"), PROCESSES as i64);
-    assert_eq!(int(&server, "counter"), (PROCESSES * TASKS * ROUNDS) as i64, "lost updates");
+    assert_eq!(
+        int(&server, "counter"),
+        (PROCESSES * TASKS * ROUNDS) as i64,
+        "lost updates"
+    );
 }
 
 #[test]
@@ -200,9 +237,19 @@ fn redlock_across_processes_with_a_node_down_loses_no_update() {
     let counter_at_restart = int(&first, "counter");
     third.start_again().expect("restart node 3");
     join_workers(children);
-    assert_eq!(finished_before_the_fault, 0, "the node went down after the run: nothing tested");
-    assert!(counter_at_restart < (PROCESSES * TASKS * ROUNDS) as i64, "the run ended during the outage");
+    assert_eq!(
+        finished_before_the_fault, 0,
+        "the node went down after the run: nothing tested"
+    );
+    assert!(
+        counter_at_restart < (PROCESSES * TASKS * ROUNDS) as i64,
+        "the run ended during the outage"
+    );
     assert_eq!(int(&first, "workers_done"), PROCESSES as i64);
-    assert_eq!(int(&first, "counter"), (PROCESSES * TASKS * ROUNDS) as i64, "lost updates");
+    assert_eq!(
+        int(&first, "counter"),
+        (PROCESSES * TASKS * ROUNDS) as i64,
+        "lost updates"
+    );
     drop(second);
 }

@@ -60,13 +60,19 @@ fn overlapping_refresh_ticks_are_skipped() {
             .unwrap();
         // Load the refresh script, so no EVALSHA→EVAL fallback doubles a call.
         let load = [Arg::Str("nobody"), Arg::Int(1000)];
-        mock.eval(&MUTEX_REFRESH, &["mutex:k"], &load).await.unwrap();
+        mock.eval(&MUTEX_REFRESH, &["mutex:k"], &load)
+            .await
+            .unwrap();
         mock.reset_stats();
-        let guard = Mutex::with_options(mock.clone(), "k", options).unwrap().acquire().await.unwrap();
+        let guard = Mutex::with_options(mock.clone(), "k", options)
+            .unwrap()
+            .acquire()
+            .await
+            .unwrap();
         let start = Instant::now();
         mock.set_latency(ms(200)); // each refresh runs 100 ms in, returns at 200 ms
-        // Ticks at 100 (runs 200, done 300), 400 (runs 500, done 600),
-        // 700 (runs 800): two runs by 650 ms. Queued ticks would make three.
+                                   // Ticks at 100 (runs 200, done 300), 400 (runs 500, done 600),
+                                   // 700 (runs 800): two runs by 650 ms. Queued ticks would make three.
         sleep(ms(650).saturating_sub(start.elapsed())).await;
         assert_eq!(mock.script_calls("mutex_refresh"), 2);
         mock.set_latency(Duration::ZERO);

@@ -28,7 +28,10 @@ async fn multi_semaphore_held_past_lock_timeout(env: Env) {
     let g = sem.acquire().await.unwrap();
     sleep(OUTLIVE).await;
     let id = g.identifier().to_owned();
-    assert_eq!(env.node().zrange("semaphore:rt"), [format!("{id}_0"), format!("{id}_1")]);
+    assert_eq!(
+        env.node().zrange("semaphore:rt"),
+        [format!("{id}_0"), format!("{id}_1")]
+    );
     g.release().await.unwrap();
     assert!(env.node().zrange("semaphore:rt").is_empty());
 }
@@ -50,7 +53,10 @@ fn mock_under_smol() {
 
 #[test]
 fn mock_under_tokio_current_thread() {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(hold_past_lock_timeout(|| mock_env(1)));
 }
 
@@ -68,12 +74,18 @@ where
 }
 
 fn reuse(env: &Env) -> Env {
-    Env { nodes: env.nodes.clone(), mock: env.mock }
+    Env {
+        nodes: env.nodes.clone(),
+        mock: env.mock,
+    }
 }
 
 #[test]
 fn redis_rs_under_tokio_current_thread() {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         let env = one_real_node(redis_rs).await;
         hold_past_lock_timeout(|| reuse(&env)).await;
@@ -82,7 +94,11 @@ fn redis_rs_under_tokio_current_thread() {
 
 #[test]
 fn redis_rs_under_tokio_multi_thread() {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         let env = one_real_node(redis_rs).await;
         hold_past_lock_timeout(|| reuse(&env)).await;
@@ -102,20 +118,29 @@ fn redis_rs_under_smol() {
 fn redis_rs_from_block_on_with_tokio_elsewhere() {
     // The connection lives on a tokio runtime; the locks are awaited from a
     // plain `block_on` on this thread.
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
     let env = rt.block_on(one_real_node(redis_rs));
     futures::executor::block_on(hold_past_lock_timeout(|| reuse(&env)));
 }
 
 async fn fred(url: String) -> Arc<dyn RedisBackend> {
-    let client = Builder::from_config(Config::from_url(&url).expect("url")).build().expect("client");
+    let client = Builder::from_config(Config::from_url(&url).expect("url"))
+        .build()
+        .expect("client");
     client.init().await.expect("connect");
     Arc::new(FredBackend::new(client))
 }
 
 #[test]
 fn fred_under_tokio_current_thread() {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         let env = one_real_node(fred).await;
         hold_past_lock_timeout(|| reuse(&env)).await;
@@ -124,14 +149,22 @@ fn fred_under_tokio_current_thread() {
 
 #[test]
 fn fred_awaited_from_smol_with_its_runtime_on_another_thread() {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
     let env = rt.block_on(one_real_node(fred));
     smol::block_on(hold_past_lock_timeout(|| reuse(&env)));
 }
 
 #[test]
 fn fred_awaited_from_futures_block_on() {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
     let env = rt.block_on(one_real_node(fred));
     futures::executor::block_on(hold_past_lock_timeout(|| reuse(&env)));
 }

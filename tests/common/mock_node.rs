@@ -60,7 +60,8 @@ impl Node for MockNode {
 
 /// `n` separate mock nodes.
 pub fn mock_env(n: usize) -> Env {
-    let nodes = (0..n).map(|_| Arc::new(MockNode(MockBackend::new())) as Arc<dyn Node>).collect();
+    let nodes = (0..n)
+        .map(|_| Arc::new(MockNode(MockBackend::new())) as Arc<dyn Node>)
+        .collect();
     Env { nodes, mock: true }
 }
-

@@ -55,14 +55,21 @@ impl Node for RealNode {
     fn zrange_with_scores(&self, key: &str) -> Vec<(String, i64)> {
         let flat = strings(&self.cmd(&["ZRANGE", key, "0", "-1", "WITHSCORES"]));
         flat.chunks(2)
-            .map(|p| (p[0].clone(), p[1].parse::<f64>().expect("numeric score") as i64))
+            .map(|p| {
+                (
+                    p[0].clone(),
+                    p[1].parse::<f64>().expect("numeric score") as i64,
+                )
+            })
             .collect()
     }
     fn zadd(&self, key: &str, score: i64, member: &str) {
         self.cmd(&["ZADD", key, &score.to_string(), member]);
     }
     fn pttl(&self, key: &str) -> i64 {
-        self.cmd(&["PTTL", key]).as_integer().expect("PTTL answers an integer")
+        self.cmd(&["PTTL", key])
+            .as_integer()
+            .expect("PTTL answers an integer")
     }
     fn now_ms(&self) -> i64 {
         let t = strings(&self.cmd(&["TIME"]));
@@ -103,7 +110,10 @@ where
     for _ in 0..n {
         let server = start_server();
         let backend = connect(server.url()).await;
-        nodes.push(Arc::new(RealNode { server: Mutex::new(server), backend }));
+        nodes.push(Arc::new(RealNode {
+            server: Mutex::new(server),
+            backend,
+        }));
     }
     Env { nodes, mock: false }
 }

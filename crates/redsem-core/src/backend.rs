@@ -65,7 +65,10 @@ impl Reply {
         self.as_i64().ok_or_else(|| {
             BackendError::new(
                 BackendErrorKind::UnexpectedReply,
-                format!("script {} returned {self:?}, expected an integer", script.name()),
+                format!(
+                    "script {} returned {self:?}, expected an integer",
+                    script.name()
+                ),
             )
         })
     }

@@ -8,7 +8,9 @@ use async_trait::async_trait;
 
 use crate::backend::{Arg, RedisBackend};
 use crate::error::{BackendError, LockKind};
-use crate::script::{MUTEX_REFRESH, MUTEX_RELEASE, SEMAPHORE_ACQUIRE, SEMAPHORE_REFRESH, SEMAPHORE_RELEASE};
+use crate::script::{
+    MUTEX_REFRESH, MUTEX_RELEASE, SEMAPHORE_ACQUIRE, SEMAPHORE_REFRESH, SEMAPHORE_RELEASE,
+};
 
 /// One lock kind's commands against one node.
 #[async_trait]
@@ -76,7 +78,9 @@ impl Commands for MutexCommands {
     where
         B: RedisBackend + ?Sized,
     {
-        let reply = node.run_script(&MUTEX_RELEASE, &[&self.key], &[Arg::Str(id)]).await?;
+        let reply = node
+            .run_script(&MUTEX_RELEASE, &[&self.key], &[Arg::Str(id)])
+            .await?;
         Ok(reply.expect_i64(&MUTEX_RELEASE)? == 1)
     }
 }
@@ -122,7 +126,9 @@ impl Commands for SemaphoreCommands {
             Arg::Str(id),
             ttl_arg(ttl_ms),
         ];
-        let reply = node.run_script(&SEMAPHORE_ACQUIRE, &[&self.key], &args).await?;
+        let reply = node
+            .run_script(&SEMAPHORE_ACQUIRE, &[&self.key], &args)
+            .await?;
         Ok(reply.expect_i64(&SEMAPHORE_ACQUIRE)? == 1)
     }
 
@@ -130,8 +136,14 @@ impl Commands for SemaphoreCommands {
     where
         B: RedisBackend + ?Sized,
     {
-        let args = [Arg::Int(i64::from(self.permits)), Arg::Str(id), ttl_arg(ttl_ms)];
-        let reply = node.run_script(&SEMAPHORE_REFRESH, &[&self.key], &args).await?;
+        let args = [
+            Arg::Int(i64::from(self.permits)),
+            Arg::Str(id),
+            ttl_arg(ttl_ms),
+        ];
+        let reply = node
+            .run_script(&SEMAPHORE_REFRESH, &[&self.key], &args)
+            .await?;
         Ok(reply.expect_i64(&SEMAPHORE_REFRESH)? == 1)
     }
 
@@ -140,7 +152,9 @@ impl Commands for SemaphoreCommands {
         B: RedisBackend + ?Sized,
     {
         let args = [Arg::Int(i64::from(self.permits)), Arg::Str(id)];
-        let reply = node.run_script(&SEMAPHORE_RELEASE, &[&self.key], &args).await?;
+        let reply = node
+            .run_script(&SEMAPHORE_RELEASE, &[&self.key], &args)
+            .await?;
         Ok(reply.expect_i64(&SEMAPHORE_RELEASE)? == self.members())
     }
 }

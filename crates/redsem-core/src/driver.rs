@@ -76,7 +76,8 @@ fn start() -> Result<Arc<Driver>, String> {
         thread: handle.thread().clone(),
         notified: AtomicBool::new(false),
     });
-    tx.send(driver.clone()).map_err(|_| "redsem's background thread exited".to_owned())?;
+    tx.send(driver.clone())
+        .map_err(|_| "redsem's background thread exited".to_owned())?;
     Ok(driver)
 }
 

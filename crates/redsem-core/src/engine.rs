@@ -47,7 +47,12 @@ impl DynCore {
         self.fixed_id_in_use.store(false, Ordering::Release);
     }
 
-    fn timeout_error(&self, limit: AcquireLimit, attempts: u32, last: Option<LockError>) -> LockError {
+    fn timeout_error(
+        &self,
+        limit: AcquireLimit,
+        attempts: u32,
+        last: Option<LockError>,
+    ) -> LockError {
         match last {
             // Redlock: the node-by-node story says more than "timeout".
             Some(quorum @ LockError::QuorumNotReached { .. }) => quorum,
@@ -101,7 +106,10 @@ impl Drop for PendingAttempt<'_> {
         let (core, id, claim) = (self.core.clone(), self.id.to_owned(), self.claim.take());
         if let Ok(driver) = driver() {
             driver.spawn(Box::pin(async move {
-                let _ = core.protocol.release(&id, core.options.command_timeout).await;
+                let _ = core
+                    .protocol
+                    .release(&id, core.options.command_timeout)
+                    .await;
                 drop(claim);
             }));
         }
@@ -131,7 +139,10 @@ impl Drop for FixedIdClaim {
     }
 }
 
-pub(crate) async fn acquire(core: &Arc<DynCore>, mode: Mode) -> Result<Option<LockGuard>, LockError> {
+pub(crate) async fn acquire(
+    core: &Arc<DynCore>,
+    mode: Mode,
+) -> Result<Option<LockGuard>, LockError> {
     let options = &core.options;
     let fixed = matches!(options.identity, Identity::Fixed(_));
     let mut claim = match &options.identity {
@@ -147,7 +158,9 @@ pub(crate) async fn acquire(core: &Arc<DynCore>, mode: Mode) -> Result<Option<Lo
         }
         Identity::Random { .. } => FixedIdClaim(None),
     };
-    driver().map_err(|msg| LockError::Background { message: msg.to_owned() })?;
+    driver().map_err(|msg| LockError::Background {
+        message: msg.to_owned(),
+    })?;
     let mut id = options.identity.make();
     let ttl = options.lock_timeout_ms;
     let bound = options.command_timeout;
@@ -163,7 +176,13 @@ pub(crate) async fn acquire(core: &Arc<DynCore>, mode: Mode) -> Result<Option<Lo
             Refreshed::Extended { valid_until } => {
                 core.external_pending.store(false, Ordering::Release);
                 let claimed = claim.keep();
-                Ok(Some(LockGuard::new(Hold::start(core.clone(), id, started, valid_until, claimed))))
+                Ok(Some(LockGuard::new(Hold::start(
+                    core.clone(),
+                    id,
+                    started,
+                    valid_until,
+                    claimed,
+                ))))
             }
             Refreshed::Lost(_) if mode == Mode::Try => Ok(None),
             Refreshed::Lost(_) => Err(core.timeout_error(AcquireLimit::Attempts(1), 1, None)),
@@ -176,7 +195,12 @@ pub(crate) async fn acquire(core: &Arc<DynCore>, mode: Mode) -> Result<Option<Lo
     loop {
         attempts = attempts.saturating_add(1);
         let started = Instant::now();
-        let mut pending = PendingAttempt { core, id: &id, claim: &mut claim, armed: true };
+        let mut pending = PendingAttempt {
+            core,
+            id: &id,
+            claim: &mut claim,
+            armed: true,
+        };
         let outcome = core.protocol.acquire(&id, ttl, started, bound).await;
         let last = match outcome {
             Ok(Some(valid_until)) => {
@@ -251,7 +275,11 @@ where
 {
     let Some(guard) = acquire(core, Mode::Wait).await? else {
         // Mode::Wait returns a guard or an error.
-        return Err(core.timeout_error(AcquireLimit::Timeout(core.options.acquire_timeout), 0, None));
+        return Err(core.timeout_error(
+            AcquireLimit::Timeout(core.options.acquire_timeout),
+            0,
+            None,
+        ));
     };
     let outcome = {
         let work = pin!(work());
@@ -269,4 +297,3 @@ where
         }
     }
 }
-

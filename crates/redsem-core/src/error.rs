@@ -96,11 +96,19 @@ impl fmt::Display for LostReason {
             LostReason::Unconfirmed { last_error: None } => {
                 f.write_str("no refresh was confirmed within the lock timeout")
             }
-            LostReason::Unconfirmed { last_error: Some(e) } => {
-                write!(f, "no refresh was confirmed within the lock timeout (last error: {e})")
+            LostReason::Unconfirmed {
+                last_error: Some(e),
+            } => {
+                write!(
+                    f,
+                    "no refresh was confirmed within the lock timeout (last error: {e})"
+                )
             }
             LostReason::QuorumLost { confirmed, quorum } => {
-                write!(f, "refresh confirmed on {confirmed} node(s), quorum is {quorum}")
+                write!(
+                    f,
+                    "refresh confirmed on {confirmed} node(s), quorum is {quorum}"
+                )
             }
         }
     }
@@ -230,7 +238,11 @@ fn join_failures(failures: &[NodeFailure]) -> String {
     if failures.is_empty() {
         return "no node failed".to_owned();
     }
-    failures.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+    failures
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 impl LockError {
@@ -245,7 +257,10 @@ impl LockError {
     }
 
     pub(crate) fn invalid(option: &'static str, reason: impl Into<String>) -> Self {
-        LockError::InvalidOption { option, reason: reason.into() }
+        LockError::InvalidOption {
+            option,
+            reason: reason.into(),
+        }
     }
 }
 
@@ -296,18 +311,32 @@ pub struct BackendError {
 impl BackendError {
     /// An error of `kind` with a message.
     pub fn new(kind: BackendErrorKind, message: impl Into<String>) -> Self {
-        BackendError { kind, message: message.into(), source: None }
+        BackendError {
+            kind,
+            message: message.into(),
+            source: None,
+        }
     }
 
     /// An error of `kind` wrapping the client's error; the message is the
     /// client error's `Display`.
-    pub fn from_source(kind: BackendErrorKind, source: impl StdError + Send + Sync + 'static) -> Self {
-        BackendError { kind, message: source.to_string(), source: Some(Box::new(source)) }
+    pub fn from_source(
+        kind: BackendErrorKind,
+        source: impl StdError + Send + Sync + 'static,
+    ) -> Self {
+        BackendError {
+            kind,
+            message: source.to_string(),
+            source: Some(Box::new(source)),
+        }
     }
 
     /// A timeout after `after`, raised by redsem's own per-call bound.
     pub fn timeout(after: Duration) -> Self {
-        BackendError::new(BackendErrorKind::Timeout, format!("no reply within {after:?}"))
+        BackendError::new(
+            BackendErrorKind::Timeout,
+            format!("no reply within {after:?}"),
+        )
     }
 
     /// The kind of failure.
@@ -323,7 +352,10 @@ impl BackendError {
     /// Whether retrying the same call later can help (connection problems
     /// and timeouts), as opposed to errors the server will repeat.
     pub fn is_retryable(&self) -> bool {
-        matches!(self.kind, BackendErrorKind::Connection | BackendErrorKind::Timeout)
+        matches!(
+            self.kind,
+            BackendErrorKind::Connection | BackendErrorKind::Timeout
+        )
     }
 }
 
@@ -356,8 +388,14 @@ mod tests {
             total: 3,
             quorum: 2,
             failures: vec![
-                NodeFailure { node: 2, reason: "connection refused".into() },
-                NodeFailure { node: 3, reason: "timed out".into() },
+                NodeFailure {
+                    node: 2,
+                    reason: "connection refused".into(),
+                },
+                NodeFailure {
+                    node: 3,
+                    reason: "timed out".into(),
+                },
             ],
         };
         assert_eq!(

@@ -101,7 +101,9 @@ impl Hold {
     /// is off: a hold is never left without a timer while held.
     fn schedule(self: &Arc<Self>, st: &mut HoldState, now: Instant) {
         let at = match (st.refreshing, self.core.options.refresh_interval) {
-            (true, Some(interval)) => next_tick(self.acquired_at, interval, now).min(st.valid_until),
+            (true, Some(interval)) => {
+                next_tick(self.acquired_at, interval, now).min(st.valid_until)
+            }
             _ => st.valid_until,
         };
         let Ok(driver) = driver() else { return };
@@ -145,8 +147,11 @@ impl Hold {
         if refreshing {
             let options = &self.core.options;
             let bound = options.command_timeout.min(valid_until - now);
-            let outcome =
-                self.core.protocol.refresh(&self.id, options.lock_timeout_ms, now, bound).await;
+            let outcome = self
+                .core
+                .protocol
+                .refresh(&self.id, options.lock_timeout_ms, now, bound)
+                .await;
             let mut st = self.lock();
             match outcome {
                 Ok(Refreshed::Extended { valid_until }) => {
@@ -250,7 +255,10 @@ impl Hold {
     }
 
     async fn release_unguarded(&self) -> Result<bool, LockError> {
-        self.core.protocol.release(&self.id, self.core.options.command_timeout).await
+        self.core
+            .protocol
+            .release(&self.id, self.core.options.command_timeout)
+            .await
     }
 
     pub(crate) fn finish_release(&self) {

@@ -59,7 +59,10 @@ mod tests {
     #[test]
     fn companion_keys_share_the_slot_text() {
         assert_eq!(companion_key("semaphore:x", ":q"), "{semaphore:x}:q");
-        assert_eq!(hash_tag(&companion_key("semaphore:x", ":q")), Some("semaphore:x"));
+        assert_eq!(
+            hash_tag(&companion_key("semaphore:x", ":q")),
+            Some("semaphore:x")
+        );
         assert_eq!(companion_key("a{t}b", ":q"), "a{t}b:q");
     }
 

@@ -58,9 +58,17 @@ impl<B: RedisBackend + 'static> Mutex<B> {
     /// # Errors
     ///
     /// [`LockError::InvalidOption`] if `key` is empty.
-    pub fn with_options(backend: B, key: impl AsRef<str>, options: LockOptions) -> Result<Self, LockError> {
-        let commands = MutexCommands { key: prefixed(MUTEX_PREFIX, key.as_ref())? };
-        Ok(Mutex { core: LockCore::new(SingleNode { commands, backend }, options) })
+    pub fn with_options(
+        backend: B,
+        key: impl AsRef<str>,
+        options: LockOptions,
+    ) -> Result<Self, LockError> {
+        let commands = MutexCommands {
+            key: prefixed(MUTEX_PREFIX, key.as_ref())?,
+        };
+        Ok(Mutex {
+            core: LockCore::new(SingleNode { commands, backend }, options),
+        })
     }
 
     /// The backend this mutex runs on.

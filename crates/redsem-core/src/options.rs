@@ -318,7 +318,9 @@ impl LockOptionsBuilder {
             ));
         }
 
-        let command_timeout = self.command_timeout.unwrap_or(default_command_timeout(lock_timeout));
+        let command_timeout = self
+            .command_timeout
+            .unwrap_or(default_command_timeout(lock_timeout));
         if command_timeout.is_zero() {
             return Err(LockError::invalid("command_timeout", "must be above zero"));
         }
@@ -387,20 +389,29 @@ mod tests {
 
     #[test]
     fn refresh_defaults_to_four_fifths_of_the_given_lock_timeout() {
-        let o = LockOptions::builder().lock_timeout(Duration::from_millis(300)).build();
-        assert_eq!(o.ok().and_then(|o| o.refresh_interval()), Some(Duration::from_millis(240)));
+        let o = LockOptions::builder()
+            .lock_timeout(Duration::from_millis(300))
+            .build();
+        assert_eq!(
+            o.ok().and_then(|o| o.refresh_interval()),
+            Some(Duration::from_millis(240))
+        );
     }
 
     #[test]
     fn zero_refresh_turns_refresh_off() {
-        let o = LockOptions::builder().refresh_interval(Duration::ZERO).build();
+        let o = LockOptions::builder()
+            .refresh_interval(Duration::ZERO)
+            .build();
         assert_eq!(o.ok().map(|o| o.refresh_interval()), Some(None));
     }
 
     #[test]
     fn bad_options_are_named() {
-        assert!(err(LockOptions::builder().lock_timeout(Duration::from_micros(999)))
-            .contains("invalid lock_timeout: must be at least 1ms"));
+        assert!(
+            err(LockOptions::builder().lock_timeout(Duration::from_micros(999)))
+                .contains("invalid lock_timeout: must be at least 1ms")
+        );
         assert!(err(LockOptions::builder()
             .lock_timeout(Duration::from_millis(100))
             .refresh_interval(Duration::from_millis(100)))
@@ -411,16 +422,26 @@ mod tests {
         assert!(err(LockOptions::builder().max_attempts(0)).contains("invalid max_attempts"));
         assert!(err(LockOptions::builder().command_timeout(Duration::ZERO))
             .contains("invalid command_timeout"));
-        assert!(err(LockOptions::builder().identifier("a").identifier_suffix("b"))
-            .contains("invalid identifier_suffix"));
+        assert!(err(LockOptions::builder()
+            .identifier("a")
+            .identifier_suffix("b"))
+        .contains("invalid identifier_suffix"));
     }
 
     #[test]
     fn identities() {
         let random = Identity::Random { suffix: None }.make();
         assert_eq!(random.len(), 36);
-        assert_eq!(uuid::Uuid::parse_str(&random).map(|u| u.get_version_num()).ok(), Some(4));
-        let suffixed = Identity::Random { suffix: Some("abc".into()) }.make();
+        assert_eq!(
+            uuid::Uuid::parse_str(&random)
+                .map(|u| u.get_version_num())
+                .ok(),
+            Some(4)
+        );
+        let suffixed = Identity::Random {
+            suffix: Some("abc".into()),
+        }
+        .make();
         assert!(suffixed.ends_with("-abc") && suffixed.len() == 40);
         assert_eq!(Identity::Fixed("x".into()).make(), "x");
     }

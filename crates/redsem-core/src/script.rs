@@ -28,7 +28,11 @@ impl Script {
     /// and its Lua `source`. The SHA-1 is computed here, at compile time when
     /// used in a `const` or `static`.
     pub const fn new(name: &'static str, source: &'static str) -> Self {
-        Script { name, source, sha1: sha1_hex(source.as_bytes()) }
+        Script {
+            name,
+            source,
+            sha1: sha1_hex(source.as_bytes()),
+        }
     }
 
     /// The script's short name, such as `mutex_release`.
@@ -51,7 +55,10 @@ impl Script {
 
 impl fmt::Debug for Script {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Script").field("name", &self.name).field("sha1", &self.sha1()).finish()
+        f.debug_struct("Script")
+            .field("name", &self.name)
+            .field("sha1", &self.sha1())
+            .finish()
     }
 }
 

@@ -64,7 +64,9 @@ impl<B: RedisBackend + 'static> Semaphore<B> {
         options: LockOptions,
     ) -> Result<Self, LockError> {
         let commands = semaphore_commands(key.as_ref(), limit, 0)?;
-        Ok(Semaphore { core: LockCore::new(SingleNode { commands, backend }, options) })
+        Ok(Semaphore {
+            core: LockCore::new(SingleNode { commands, backend }, options),
+        })
     }
 
     /// The number of holders allowed.
@@ -114,7 +116,12 @@ impl<B: RedisBackend + 'static> MultiSemaphore<B> {
     ///
     /// [`LockError::InvalidOption`] if `key` is empty, `limit` or `permits`
     /// is 0, or `permits` exceeds `limit` (it could never be acquired).
-    pub fn new(backend: B, key: impl AsRef<str>, limit: u32, permits: u32) -> Result<Self, LockError> {
+    pub fn new(
+        backend: B,
+        key: impl AsRef<str>,
+        limit: u32,
+        permits: u32,
+    ) -> Result<Self, LockError> {
         Self::with_options(backend, key, limit, permits, LockOptions::default())
     }
 
@@ -134,7 +141,9 @@ impl<B: RedisBackend + 'static> MultiSemaphore<B> {
             return Err(LockError::invalid("permits", "must be at least 1"));
         }
         let commands = semaphore_commands(key.as_ref(), limit, permits)?;
-        Ok(MultiSemaphore { core: LockCore::new(SingleNode { commands, backend }, options) })
+        Ok(MultiSemaphore {
+            core: LockCore::new(SingleNode { commands, backend }, options),
+        })
     }
 
     /// The number of slots.
@@ -156,7 +165,11 @@ impl<B: RedisBackend + 'static> MultiSemaphore<B> {
 lock_methods!(MultiSemaphore, RedisBackend + 'static);
 
 /// Checks key, limit and permits (0 = plain semaphore).
-pub(crate) fn semaphore_commands(key: &str, limit: u32, permits: u32) -> Result<SemaphoreCommands, LockError> {
+pub(crate) fn semaphore_commands(
+    key: &str,
+    limit: u32,
+    permits: u32,
+) -> Result<SemaphoreCommands, LockError> {
     let key = prefixed(SEMAPHORE_PREFIX, key)?;
     if limit == 0 {
         return Err(LockError::invalid("limit", "must be at least 1"));
@@ -167,5 +180,9 @@ pub(crate) fn semaphore_commands(key: &str, limit: u32, permits: u32) -> Result<
             format!("must not exceed limit: {permits} permits of a limit of {limit} could never be acquired"),
         ));
     }
-    Ok(SemaphoreCommands { key, limit, permits })
+    Ok(SemaphoreCommands {
+        key,
+        limit,
+        permits,
+    })
 }

@@ -16,7 +16,13 @@ pub(crate) const fn sha1_hex(data: &[u8]) -> [u8; 40] {
 }
 
 const fn sha1(data: &[u8]) -> [u8; 20] {
-    let mut h: [u32; 5] = [0x6745_2301, 0xEFCD_AB89, 0x98BA_DCFE, 0x1032_5476, 0xC3D2_E1F0];
+    let mut h: [u32; 5] = [
+        0x6745_2301,
+        0xEFCD_AB89,
+        0x98BA_DCFE,
+        0x1032_5476,
+        0xC3D2_E1F0,
+    ];
     let bit_len = (data.len() as u64).wrapping_mul(8);
     // Message + 0x80 + zero padding + 8-byte length, rounded up to 64 bytes.
     let total = (data.len() + 9).div_ceil(64) * 64;
@@ -115,8 +121,17 @@ mod tests {
             "84983e441c3bd26ebaae4aa1f95129e5e54670f1"
         );
         // 55, 56 and 64 bytes exercise the padding edges.
-        assert_eq!(hex(&"a".repeat(55)), "c1c8bbdc22796e28c0e15163d20899b65621d65a");
-        assert_eq!(hex(&"a".repeat(56)), "c2db330f6083854c99d4b5bfb6e8f29f201be699");
-        assert_eq!(hex(&"a".repeat(64)), "0098ba824b5c16427bd7a1122a5a442a25ec644d");
+        assert_eq!(
+            hex(&"a".repeat(55)),
+            "c1c8bbdc22796e28c0e15163d20899b65621d65a"
+        );
+        assert_eq!(
+            hex(&"a".repeat(56)),
+            "c2db330f6083854c99d4b5bfb6e8f29f201be699"
+        );
+        assert_eq!(
+            hex(&"a".repeat(64)),
+            "0098ba824b5c16427bd7a1122a5a442a25ec644d"
+        );
     }
 }

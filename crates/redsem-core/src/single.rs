@@ -53,7 +53,10 @@ impl<C: Commands, B: RedisBackend + 'static> Protocol for SingleNode<C, B> {
         bound: Duration,
     ) -> Result<Option<Instant>, LockError> {
         let call = within(bound, self.commands.acquire(&self.backend, id, ttl_ms));
-        match call.await.unwrap_or_else(|_| Err(BackendError::timeout(bound))) {
+        match call
+            .await
+            .unwrap_or_else(|_| Err(BackendError::timeout(bound)))
+        {
             Ok(true) => Ok(Some(valid_until(started, ttl_ms))),
             Ok(false) => Ok(None),
             Err(e) => Err(self.error("acquire", e)),
@@ -68,15 +71,24 @@ impl<C: Commands, B: RedisBackend + 'static> Protocol for SingleNode<C, B> {
         bound: Duration,
     ) -> Result<Refreshed, BackendError> {
         let call = within(bound, self.commands.refresh(&self.backend, id, ttl_ms));
-        Ok(if call.await.unwrap_or_else(|_| Err(BackendError::timeout(bound)))? {
-            Refreshed::Extended { valid_until: valid_until(started, ttl_ms) }
-        } else {
-            Refreshed::Lost(LostReason::Gone)
-        })
+        Ok(
+            if call
+                .await
+                .unwrap_or_else(|_| Err(BackendError::timeout(bound)))?
+            {
+                Refreshed::Extended {
+                    valid_until: valid_until(started, ttl_ms),
+                }
+            } else {
+                Refreshed::Lost(LostReason::Gone)
+            },
+        )
     }
 
     async fn release(&self, id: &str, bound: Duration) -> Result<bool, LockError> {
         let call = within(bound, self.commands.release(&self.backend, id));
-        call.await.unwrap_or_else(|_| Err(BackendError::timeout(bound))).map_err(|e| self.error("release", e))
+        call.await
+            .unwrap_or_else(|_| Err(BackendError::timeout(bound)))
+            .map_err(|e| self.error("release", e))
     }
 }

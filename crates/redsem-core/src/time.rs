@@ -18,12 +18,19 @@ pub(crate) struct Sleep {
 
 /// Completes at `deadline`.
 pub(crate) fn sleep_until(deadline: Instant) -> Sleep {
-    Sleep { deadline, key: None }
+    Sleep {
+        deadline,
+        key: None,
+    }
 }
 
 /// Completes after `duration`.
 pub(crate) fn sleep(duration: Duration) -> Sleep {
-    sleep_until(Instant::now().checked_add(duration).unwrap_or_else(far_future))
+    sleep_until(
+        Instant::now()
+            .checked_add(duration)
+            .unwrap_or_else(far_future),
+    )
 }
 
 /// An instant so far ahead that it never comes in practice.

@@ -35,7 +35,10 @@ pub async fn acquire_release(env: Env) {
     assert_eq!(guard.kind(), LockKind::Mutex);
     assert_eq!(node.get(KEY).as_deref(), Some(guard.identifier()));
     let pttl = node.pttl(KEY);
-    assert!((9_000..=10_000).contains(&pttl), "default lock timeout 10s, PTTL {pttl}");
+    assert!(
+        (9_000..=10_000).contains(&pttl),
+        "default lock timeout 10s, PTTL {pttl}"
+    );
     guard.release().await.unwrap();
     assert_eq!(node.get(KEY), None);
 }
@@ -48,8 +51,15 @@ pub async fn identifiers(env: Env) {
     assert!(is_uuid_v4(g.identifier()), "{}", g.identifier());
     g.release().await.unwrap();
 
-    let options = LockOptions::builder().identifier_suffix("abc").build().unwrap();
-    let g = Mutex::with_options(env.backend(), "key", options).unwrap().acquire().await.unwrap();
+    let options = LockOptions::builder()
+        .identifier_suffix("abc")
+        .build()
+        .unwrap();
+    let g = Mutex::with_options(env.backend(), "key", options)
+        .unwrap()
+        .acquire()
+        .await
+        .unwrap();
     let (uuid, suffix) = g.identifier().split_at(36);
     assert!(is_uuid_v4(uuid) && suffix == "-abc", "{}", g.identifier());
     g.release().await.unwrap();
@@ -66,7 +76,10 @@ pub async fn identifiers(env: Env) {
 /// MUTEX-01 (keys): an empty key is an error that names the key.
 pub async fn empty_key_is_rejected(env: Env) {
     let err = Mutex::new(env.backend(), "").unwrap_err();
-    assert!(matches!(err, LockError::InvalidOption { option: "key", .. }), "{err}");
+    assert!(
+        matches!(err, LockError::InvalidOption { option: "key", .. }),
+        "{err}"
+    );
 }
 
 /// MUTEX-07: a busy mutex times out with the kind and key in the message.
@@ -78,8 +91,15 @@ pub async fn acquire_times_out_when_busy(env: Env) {
     let err = m2.acquire().await.unwrap_err();
     let waited = start.elapsed();
     assert!(err.is_timeout(), "{err}");
-    assert!(err.to_string().starts_with("Acquire mutex mutex:key timeout"), "{err}");
-    assert!(waited >= ms(150), "gave up after {waited:?}, before the acquire timeout");
+    assert!(
+        err.to_string()
+            .starts_with("Acquire mutex mutex:key timeout"),
+        "{err}"
+    );
+    assert!(
+        waited >= ms(150),
+        "gave up after {waited:?}, before the acquire timeout"
+    );
     assert_eq!(env.node().get(KEY).as_deref(), Some(g1.identifier()));
     g1.release().await.unwrap();
     assert_eq!(env.node().get(KEY), None);
@@ -92,7 +112,10 @@ pub async fn dropping_a_waiting_acquire_cancels_it(env: Env) {
     let waiter = Mutex::with_options(
         env.backend(),
         "key",
-        t_builder().acquire_timeout(Duration::from_secs(60)).build().unwrap(),
+        t_builder()
+            .acquire_timeout(Duration::from_secs(60))
+            .build()
+            .unwrap(),
     )
     .unwrap();
     let g1 = m1.acquire().await.unwrap();
@@ -106,7 +129,11 @@ pub async fn dropping_a_waiting_acquire_cancels_it(env: Env) {
     assert_eq!(env.node().get(KEY).as_deref(), Some(g1.identifier()));
     g1.release().await.unwrap();
     sleep(ms(50)).await;
-    assert_eq!(env.node().get(KEY), None, "the cancelled waiter must not take the lock later");
+    assert_eq!(
+        env.node().get(KEY),
+        None,
+        "the cancelled waiter must not take the lock later"
+    );
 }
 
 /// MUTEX-09/10, MUTEX-24: try_acquire makes one attempt and is not an error
@@ -117,7 +144,10 @@ pub async fn try_acquire(env: Env) {
     let g1 = m1.try_acquire().await.unwrap().expect("free mutex");
     let start = Instant::now();
     assert!(m2.try_acquire().await.unwrap().is_none());
-    assert!(start.elapsed() < ms(140), "try_acquire must not wait for the acquire timeout");
+    assert!(
+        start.elapsed() < ms(140),
+        "try_acquire must not wait for the acquire timeout"
+    );
     g1.release().await.unwrap();
     assert_eq!(env.node().get(KEY), None);
 }
@@ -142,23 +172,43 @@ pub async fn stop_refresh_lets_it_expire(env: Env) {
     assert_eq!(env.node().get(KEY), None);
     assert!(!g.is_acquired());
     let lost = g.lost().await;
-    assert!(matches!(lost, LockError::Lost { reason: LostReason::Expired, .. }), "{lost}");
+    assert!(
+        matches!(
+            lost,
+            LockError::Lost {
+                reason: LostReason::Expired,
+                ..
+            }
+        ),
+        "{lost}"
+    );
 }
 
 /// MUTEX-14/15: a hold made elsewhere is taken over with one refresh, and
 /// kept alive with the new lock timeout.
 pub async fn acquired_externally(env: Env) {
-    let ext_options = t_builder().refresh_interval(Duration::ZERO).build().unwrap();
+    let ext_options = t_builder()
+        .refresh_interval(Duration::ZERO)
+        .build()
+        .unwrap();
     let ext = Mutex::with_options(env.backend(), "key", ext_options).unwrap();
     // the other process hands its hold over without releasing it
     let id = ext.acquire().await.unwrap().detach();
 
-    let options = t_builder().identifier(&id).acquired_externally(true).build().unwrap();
+    let options = t_builder()
+        .identifier(&id)
+        .acquired_externally(true)
+        .build()
+        .unwrap();
     let local = Mutex::with_options(env.backend(), "key", options).unwrap();
     let g = local.acquire().await.unwrap();
     assert_eq!(g.identifier(), id);
     sleep(OUTLIVE).await;
-    assert_eq!(env.node().get(KEY).as_deref(), Some(id.as_str()), "kept alive by local's refresh");
+    assert_eq!(
+        env.node().get(KEY).as_deref(),
+        Some(id.as_str()),
+        "kept alive by local's refresh"
+    );
     g.release().await.unwrap();
     assert_eq!(env.node().get(KEY), None);
 
@@ -170,7 +220,11 @@ pub async fn acquired_externally(env: Env) {
 
 /// Taking over a hold that is gone fails (one attempt, no waiting).
 pub async fn acquired_externally_but_gone(env: Env) {
-    let options = t_builder().identifier("nobody").acquired_externally(true).build().unwrap();
+    let options = t_builder()
+        .identifier("nobody")
+        .acquired_externally(true)
+        .build()
+        .unwrap();
     let local = Mutex::with_options(env.backend(), "key", options).unwrap();
     assert!(local.try_acquire().await.unwrap().is_none());
     let err = local.acquire().await.unwrap_err();
@@ -196,9 +250,16 @@ async fn lost_when(env: Env, tamper: impl FnOnce(&Env)) {
     tamper(&env);
     sleep(NOTICE).await;
     assert!(!g.is_acquired());
-    assert_eq!(lost.load(Ordering::SeqCst), 1, "the loss is reported exactly once");
+    assert_eq!(
+        lost.load(Ordering::SeqCst),
+        1,
+        "the loss is reported exactly once"
+    );
     let err = g.lost().await;
-    assert!(err.to_string().starts_with("Lost mutex for key mutex:key"), "{err}");
+    assert!(
+        err.to_string().starts_with("Lost mutex for key mutex:key"),
+        "{err}"
+    );
     sleep(ms(250)).await;
     assert_eq!(lost.load(Ordering::SeqCst), 1, "no second report");
     let err = g.release().await.unwrap_err();
@@ -240,7 +301,11 @@ pub async fn node_restart(env: Env) {
     sleep(Duration::from_secs(1)).await;
     env.node().start();
     sleep(Duration::from_secs(1)).await;
-    assert_eq!(env.node().get(KEY), None, "refresh must not re-create the key");
+    assert_eq!(
+        env.node().get(KEY),
+        None,
+        "refresh must not re-create the key"
+    );
     assert_eq!(lost.load(Ordering::SeqCst), 1);
     assert!(!g.is_acquired());
     let other = Mutex::with_options(env.backend(), "key", t()).unwrap();
@@ -254,19 +319,41 @@ pub async fn node_restart(env: Env) {
 pub async fn attempt_limit(env: Env) {
     let holder = Mutex::with_options(env.backend(), "key", t()).unwrap();
     let g = holder.acquire().await.unwrap();
-    let options = t_builder().acquire_timeout(Duration::MAX).max_attempts(1).build().unwrap();
-    let err = Mutex::with_options(env.backend(), "key", options).unwrap().acquire().await.unwrap_err();
+    let options = t_builder()
+        .acquire_timeout(Duration::MAX)
+        .max_attempts(1)
+        .build()
+        .unwrap();
+    let err = Mutex::with_options(env.backend(), "key", options)
+        .unwrap()
+        .acquire()
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("limit of 1 attempt(s)"), "{err}");
     let options = t_builder().acquire_timeout(Duration::ZERO).build().unwrap();
-    let err = Mutex::with_options(env.backend(), "key", options).unwrap().acquire().await.unwrap_err();
-    assert!(matches!(err, LockError::Timeout { attempts: 1, .. }), "zero timeout = one attempt: {err}");
+    let err = Mutex::with_options(env.backend(), "key", options)
+        .unwrap()
+        .acquire()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, LockError::Timeout { attempts: 1, .. }),
+        "zero timeout = one attempt: {err}"
+    );
     g.release().await.unwrap();
 }
 
 /// MUTEX-27, WIRE-01: the TTL is the lock timeout.
 pub async fn ttl_is_the_lock_timeout(env: Env) {
-    let options = t_builder().refresh_interval(Duration::ZERO).build().unwrap();
-    let g = Mutex::with_options(env.backend(), "key2", options).unwrap().acquire().await.unwrap();
+    let options = t_builder()
+        .refresh_interval(Duration::ZERO)
+        .build()
+        .unwrap();
+    let g = Mutex::with_options(env.backend(), "key2", options)
+        .unwrap()
+        .acquire()
+        .await
+        .unwrap();
     let pttl = env.node().pttl("mutex:key2");
     assert!((400..=500).contains(&pttl), "PTTL {pttl}");
     g.release().await.unwrap();
@@ -286,11 +373,27 @@ pub async fn keys_are_independent(env: Env) {
 /// MUTEX-34, GAP-07: releasing a hold that is gone reports the loss and
 /// leaves another holder alone.
 pub async fn release_after_takeover(env: Env) {
-    let options = t_builder().refresh_interval(Duration::ZERO).build().unwrap();
-    let g = Mutex::with_options(env.backend(), "key", options).unwrap().acquire().await.unwrap();
+    let options = t_builder()
+        .refresh_interval(Duration::ZERO)
+        .build()
+        .unwrap();
+    let g = Mutex::with_options(env.backend(), "key", options)
+        .unwrap()
+        .acquire()
+        .await
+        .unwrap();
     env.node().set(KEY, "other");
     let err = g.release().await.unwrap_err();
-    assert!(matches!(err, LockError::Lost { reason: LostReason::Gone, .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            LockError::Lost {
+                reason: LostReason::Gone,
+                ..
+            }
+        ),
+        "{err}"
+    );
     assert_eq!(env.node().get(KEY).as_deref(), Some("other"));
 }
 
@@ -338,7 +441,10 @@ pub async fn with_lock_stops_work_on_loss(env: Env) {
         .await
         .unwrap_err();
     assert!(err.is_lost(), "{err}");
-    assert!(start.elapsed() < Duration::from_secs(3), "work was not dropped at the loss");
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "work was not dropped at the loss"
+    );
     assert_eq!(finished.load(Ordering::SeqCst), 0);
 }
 
@@ -356,7 +462,10 @@ pub async fn fixed_identifier_holds_once(env: Env) {
 
 /// One shared instance serialises tasks (each acquire has its own id).
 pub async fn shared_instance_serialises_tasks(env: Env) {
-    let options = t_builder().acquire_timeout(Duration::from_secs(10)).build().unwrap();
+    let options = t_builder()
+        .acquire_timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
     let mutex = Mutex::with_options(env.backend(), "key", options).unwrap();
     let inside = Arc::new(AtomicUsize::new(0));
     let tasks = (0..8).map(|_| {
@@ -364,7 +473,11 @@ pub async fn shared_instance_serialises_tasks(env: Env) {
         async move {
             for _ in 0..5 {
                 let g = mutex.acquire().await.unwrap();
-                assert_eq!(inside.fetch_add(1, Ordering::SeqCst), 0, "two holders at once");
+                assert_eq!(
+                    inside.fetch_add(1, Ordering::SeqCst),
+                    0,
+                    "two holders at once"
+                );
                 sleep(ms(1)).await;
                 inside.fetch_sub(1, Ordering::SeqCst);
                 g.release().await.unwrap();
@@ -402,22 +515,43 @@ pub async fn paused_node(env: Env) {
 
     env.node().pause();
     let start = Instant::now();
-    let err = Mutex::with_options(env.backend(), "other", options).unwrap().acquire().await.unwrap_err();
+    let err = Mutex::with_options(env.backend(), "other", options)
+        .unwrap()
+        .acquire()
+        .await
+        .unwrap_err();
     let took = start.elapsed();
     // acquire timeout (150 ms) + one command timeout (100 ms), with margin
     assert!(took < Duration::from_secs(2), "acquire hung for {took:?}");
     assert!(err.is_timeout(), "{err}");
-    let cause = std::error::Error::source(&err).map(|e| e.to_string()).unwrap_or_default();
-    assert!(cause.contains("no reply within"), "the last attempt's error is the source: {cause:?}");
+    let cause = std::error::Error::source(&err)
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        cause.contains("no reply within"),
+        "the last attempt's error is the source: {cause:?}"
+    );
 
     // The hold cannot be confirmed while the node is frozen.
     let deadline = Instant::now() + Duration::from_secs(3);
     while g.is_acquired() || lost.load(Ordering::SeqCst) == 0 {
-        assert!(Instant::now() < deadline, "loss not reported while the node was frozen");
+        assert!(
+            Instant::now() < deadline,
+            "loss not reported while the node was frozen"
+        );
         sleep(ms(20)).await;
     }
     let err = g.lost().await;
-    assert!(matches!(err, LockError::Lost { reason: LostReason::Unconfirmed { .. }, .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            LockError::Lost {
+                reason: LostReason::Unconfirmed { .. },
+                ..
+            }
+        ),
+        "{err}"
+    );
     env.node().resume();
 
     // After the thaw the lock is free again (expired or released).
@@ -428,6 +562,10 @@ pub async fn paused_node(env: Env) {
     }
     assert!(g.release().await.unwrap_err().is_lost());
     assert_eq!(lost.load(Ordering::SeqCst), 1);
-    let g = Mutex::with_options(env.backend(), "key", t()).unwrap().acquire().await.unwrap();
+    let g = Mutex::with_options(env.backend(), "key", t())
+        .unwrap()
+        .acquire()
+        .await
+        .unwrap();
     g.release().await.unwrap();
 }

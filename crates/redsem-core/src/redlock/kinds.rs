@@ -14,7 +14,10 @@ use crate::semaphore::semaphore_commands;
 
 fn check(nodes: &[impl Sized], options: &LockOptions) -> Result<(), LockError> {
     if nodes.is_empty() {
-        return Err(LockError::invalid("nodes", "must contain at least one backend"));
+        return Err(LockError::invalid(
+            "nodes",
+            "must contain at least one backend",
+        ));
     }
     if drift(options.lock_timeout_ms) >= options.lock_timeout {
         return Err(LockError::invalid(
@@ -71,11 +74,23 @@ impl<B: RedisBackend + 'static> RedlockMutex<B> {
     ///
     /// As [`new`](Self::new), and if the lock timeout does not exceed the
     /// clock-drift allowance.
-    pub fn with_options(nodes: Vec<B>, key: impl AsRef<str>, options: LockOptions) -> Result<Self, LockError> {
+    pub fn with_options(
+        nodes: Vec<B>,
+        key: impl AsRef<str>,
+        options: LockOptions,
+    ) -> Result<Self, LockError> {
         check(&nodes, &options)?;
-        let commands = MutexCommands { key: prefixed(MUTEX_PREFIX, key.as_ref())? };
-        let protocol = Redlock { commands, nodes, kind: LockKind::RedlockMutex };
-        Ok(RedlockMutex { core: LockCore::new(protocol, options) })
+        let commands = MutexCommands {
+            key: prefixed(MUTEX_PREFIX, key.as_ref())?,
+        };
+        let protocol = Redlock {
+            commands,
+            nodes,
+            kind: LockKind::RedlockMutex,
+        };
+        Ok(RedlockMutex {
+            core: LockCore::new(protocol, options),
+        })
     }
 
     /// The nodes, in the order given (node 1 is the first).
@@ -118,8 +133,14 @@ impl<B: RedisBackend + 'static> RedlockSemaphore<B> {
     ) -> Result<Self, LockError> {
         check(&nodes, &options)?;
         let commands = semaphore_commands(key.as_ref(), limit, 0)?;
-        let protocol = Redlock { commands, nodes, kind: LockKind::RedlockSemaphore };
-        Ok(RedlockSemaphore { core: LockCore::new(protocol, options) })
+        let protocol = Redlock {
+            commands,
+            nodes,
+            kind: LockKind::RedlockSemaphore,
+        };
+        Ok(RedlockSemaphore {
+            core: LockCore::new(protocol, options),
+        })
     }
 
     /// The number of holders allowed.
@@ -149,7 +170,12 @@ impl<B: RedisBackend + 'static> RedlockMultiSemaphore<B> {
     ///
     /// [`LockError::InvalidOption`] if `nodes` or `key` is empty, `limit` or
     /// `permits` is 0, or `permits` exceeds `limit`.
-    pub fn new(nodes: Vec<B>, key: impl AsRef<str>, limit: u32, permits: u32) -> Result<Self, LockError> {
+    pub fn new(
+        nodes: Vec<B>,
+        key: impl AsRef<str>,
+        limit: u32,
+        permits: u32,
+    ) -> Result<Self, LockError> {
         Self::with_options(nodes, key, limit, permits, LockOptions::default())
     }
 
@@ -171,8 +197,14 @@ impl<B: RedisBackend + 'static> RedlockMultiSemaphore<B> {
             return Err(LockError::invalid("permits", "must be at least 1"));
         }
         let commands = semaphore_commands(key.as_ref(), limit, permits)?;
-        let protocol = Redlock { commands, nodes, kind: LockKind::RedlockMultiSemaphore };
-        Ok(RedlockMultiSemaphore { core: LockCore::new(protocol, options) })
+        let protocol = Redlock {
+            commands,
+            nodes,
+            kind: LockKind::RedlockMultiSemaphore,
+        };
+        Ok(RedlockMultiSemaphore {
+            core: LockCore::new(protocol, options),
+        })
     }
 
     /// The number of slots.

@@ -21,4 +21,3 @@ mod quorum;
 
 pub use kinds::{RedlockMultiSemaphore, RedlockMutex, RedlockSemaphore};
 pub use quorum::quorum;
-

@@ -44,7 +44,12 @@ enum Vote {
 impl<C: Commands, B: RedisBackend + 'static> Redlock<C, B> {
     /// Runs `call` at once on every node `pick` selects (by index and its
     /// earlier vote), each bounded by `bound`; unpicked nodes vote `No`.
-    async fn poll<'a, F, Fut>(&'a self, bound: Duration, pick: impl Fn(usize) -> bool, call: F) -> Vec<Vote>
+    async fn poll<'a, F, Fut>(
+        &'a self,
+        bound: Duration,
+        pick: impl Fn(usize) -> bool,
+        call: F,
+    ) -> Vec<Vote>
     where
         F: Fn(&'a B) -> Fut,
         Fut: Future<Output = Result<bool, BackendError>> + 'a,
@@ -84,17 +89,28 @@ impl<C: Commands, B: RedisBackend + 'static> Redlock<C, B> {
         for (i, vote) in votes.iter().enumerate() {
             match vote {
                 Vote::Yes => yes += 1,
-                Vote::No => failures.push(NodeFailure { node: i + 1, reason: no.to_owned() }),
+                Vote::No => failures.push(NodeFailure {
+                    node: i + 1,
+                    reason: no.to_owned(),
+                }),
                 Vote::Failed(reason) => {
                     errored = true;
-                    failures.push(NodeFailure { node: i + 1, reason: reason.clone() });
+                    failures.push(NodeFailure {
+                        node: i + 1,
+                        reason: reason.clone(),
+                    });
                 }
             }
         }
         (yes, failures, errored)
     }
 
-    fn quorum_error(&self, operation: &'static str, succeeded: usize, failures: Vec<NodeFailure>) -> LockError {
+    fn quorum_error(
+        &self,
+        operation: &'static str,
+        succeeded: usize,
+        failures: Vec<NodeFailure>,
+    ) -> LockError {
         LockError::QuorumNotReached {
             kind: self.kind,
             key: self.commands.key().to_owned(),
@@ -111,14 +127,17 @@ impl<C: Commands, B: RedisBackend + 'static> Redlock<C, B> {
     /// node took nothing).
     async fn undo(&self, id: &str, bound: Duration, votes: &[Vote], skip_no: bool) {
         let pick = |i: usize| !(skip_no && matches!(votes[i], Vote::No));
-        self.poll(bound, pick, |node| self.commands.release(node, id)).await;
+        self.poll(bound, pick, |node| self.commands.release(node, id))
+            .await;
     }
 
     /// When a quorum confirmed at `started` runs out, or `None` if the
     /// attempt took so long that no validity is left.
     fn validity(started: Instant, ttl_ms: u64) -> Option<Instant> {
         let usable = Duration::from_millis(ttl_ms).checked_sub(drift(ttl_ms))?;
-        let until = started.checked_add(usable).unwrap_or_else(crate::time::far_future);
+        let until = started
+            .checked_add(usable)
+            .unwrap_or_else(crate::time::far_future);
         (Instant::now() < until).then_some(until)
     }
 }
@@ -140,7 +159,9 @@ impl<C: Commands, B: RedisBackend + 'static> Protocol for Redlock<C, B> {
         started: Instant,
         bound: Duration,
     ) -> Result<Option<Instant>, LockError> {
-        let votes = self.poll_all(bound, |node| self.commands.acquire(node, id, ttl_ms)).await;
+        let votes = self
+            .poll_all(bound, |node| self.commands.acquire(node, id, ttl_ms))
+            .await;
         let (yes, failures, errored) = Self::tally(&votes, "is held by another holder");
         let quorum = yes >= self.quorum();
         if quorum {
@@ -168,25 +189,37 @@ impl<C: Commands, B: RedisBackend + 'static> Protocol for Redlock<C, B> {
         started: Instant,
         bound: Duration,
     ) -> Result<Refreshed, BackendError> {
-        let votes = self.poll_all(bound, |node| self.commands.refresh(node, id, ttl_ms)).await;
+        let votes = self
+            .poll_all(bound, |node| self.commands.refresh(node, id, ttl_ms))
+            .await;
         let (yes, _, _) = Self::tally(&votes, "");
-        let valid_until = if yes >= self.quorum() { Self::validity(started, ttl_ms) } else { None };
+        let valid_until = if yes >= self.quorum() {
+            Self::validity(started, ttl_ms)
+        } else {
+            None
+        };
         let Some(valid_until) = valid_until else {
             self.undo(id, bound, &votes, false).await;
-            return Ok(Refreshed::Lost(LostReason::QuorumLost { confirmed: yes, quorum: self.quorum() }));
+            return Ok(Refreshed::Lost(LostReason::QuorumLost {
+                confirmed: yes,
+                quorum: self.quorum(),
+            }));
         };
         // Give the hold back to nodes that answered without it (a restarted
         // node). Nodes that failed or hung are left alone: another call
         // would only wait for them again.
         if votes.iter().any(|v| matches!(v, Vote::No)) {
             let pick = |i: usize| matches!(votes[i], Vote::No);
-            self.poll(bound, pick, |node| self.commands.acquire(node, id, ttl_ms)).await;
+            self.poll(bound, pick, |node| self.commands.acquire(node, id, ttl_ms))
+                .await;
         }
         Ok(Refreshed::Extended { valid_until })
     }
 
     async fn release(&self, id: &str, bound: Duration) -> Result<bool, LockError> {
-        let votes = self.poll_all(bound, |node| self.commands.release(node, id)).await;
+        let votes = self
+            .poll_all(bound, |node| self.commands.release(node, id))
+            .await;
         let (yes, failures, errored) = Self::tally(&votes, "no longer held it");
         if yes >= self.quorum() {
             Ok(true)
