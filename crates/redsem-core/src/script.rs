@@ -80,24 +80,24 @@ macro_rules! scripts {
 
 scripts! {
     /// Mutex acquire for backends without a native `SET NX PX`.
-    /// KEYS = [`mutex:<key>`], ARGV = [identifier, lockTimeoutMs]; returns 1 or 0.
+    /// KEYS: `mutex:<key>`; ARGV: (identifier, lockTimeoutMs); returns 1 or 0.
     MUTEX_ACQUIRE = "mutex_acquire";
     /// Mutex refresh: `PEXPIRE` when the value is still the identifier.
-    /// KEYS = [`mutex:<key>`], ARGV = [identifier, lockTimeoutMs]; returns 1 or 0.
+    /// KEYS: `mutex:<key>`; ARGV: (identifier, lockTimeoutMs); returns 1 or 0.
     MUTEX_REFRESH = "mutex_refresh";
     /// Mutex release: `DEL` when the value is still the identifier.
-    /// KEYS = [`mutex:<key>`], ARGV = [identifier]; returns 1 or 0.
+    /// KEYS: `mutex:<key>`; ARGV: (identifier); returns 1 or 0.
     MUTEX_RELEASE = "mutex_release";
     /// Semaphore and MultiSemaphore acquire, scored by the server's `TIME`.
-    /// KEYS = [`semaphore:<key>`], ARGV = [limit, permits (0 for Semaphore),
-    /// identifier, lockTimeoutMs]; returns 1 or 0.
+    /// KEYS: `semaphore:<key>`; ARGV: (limit, permits (0 for Semaphore),
+    /// identifier, lockTimeoutMs); returns 1 or 0.
     SEMAPHORE_ACQUIRE = "semaphore_acquire";
     /// Semaphore and MultiSemaphore refresh.
-    /// KEYS = [`semaphore:<key>`], ARGV = [permits, identifier, lockTimeoutMs];
+    /// KEYS: `semaphore:<key>`; ARGV: (permits, identifier, lockTimeoutMs);
     /// returns 1 or 0.
     SEMAPHORE_REFRESH = "semaphore_refresh";
     /// Semaphore and MultiSemaphore release.
-    /// KEYS = [`semaphore:<key>`], ARGV = [permits, identifier]; returns the
+    /// KEYS: `semaphore:<key>`; ARGV: (permits, identifier); returns the
     /// number of members removed.
     SEMAPHORE_RELEASE = "semaphore_release";
 }
