@@ -31,17 +31,7 @@ macro_rules! lock_methods {
             /// background; either way nothing stays held longer than the lock
             /// timeout.
             pub async fn acquire(&self) -> Result<crate::LockGuard, crate::LockError> {
-                let core = self.dyn_core();
-                match crate::engine::acquire(&core, crate::engine::Mode::Wait).await? {
-                    Some(guard) => Ok(guard),
-                    None => Err(crate::LockError::Timeout {
-                        kind: core.protocol.kind(),
-                        key: core.protocol.key().to_owned(),
-                        limit: crate::AcquireLimit::Attempts(1),
-                        attempts: 1,
-                        last_error: None,
-                    }),
-                }
+                crate::engine::acquire_wait(&self.dyn_core()).await
             }
 
             /// Makes exactly one attempt: `Ok(None)` when the lock is busy.

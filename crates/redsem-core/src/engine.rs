@@ -266,6 +266,16 @@ fn is_retryable(err: &LockError) -> bool {
     }
 }
 
+/// Acquires, waiting as the options allow.
+pub(crate) async fn acquire_wait(core: &Arc<DynCore>) -> Result<LockGuard, LockError> {
+    match acquire(core, Mode::Wait).await? {
+        Some(guard) => Ok(guard),
+        // Mode::Wait ends with a guard or an error; this is its last attempt's
+        // "busy" seen as the limit it is.
+        None => Err(core.timeout_error(AcquireLimit::Attempts(1), 1, None)),
+    }
+}
+
 /// Runs `work` while holding the lock; drops it with the loss error if the
 /// lock is lost first. Releases at the end.
 pub(crate) async fn with_lock<F, Fut, T>(core: &Arc<DynCore>, work: F) -> Result<T, LockError>
@@ -273,14 +283,7 @@ where
     F: FnOnce() -> Fut,
     Fut: Future<Output = T>,
 {
-    let Some(guard) = acquire(core, Mode::Wait).await? else {
-        // Mode::Wait returns a guard or an error.
-        return Err(core.timeout_error(
-            AcquireLimit::Timeout(core.options.acquire_timeout),
-            0,
-            None,
-        ));
-    };
+    let guard = acquire_wait(core).await?;
     let outcome = {
         let work = pin!(work());
         let lost = pin!(guard.lost());
