@@ -1,11 +1,16 @@
 //! The conformance scenarios: plain `async fn(Env)`s, each run against the
 //! mock, redis-rs and fred by the test binaries through the list macros
 //! below (one list, no per-backend copies).
+//!
+//! `mutex` (listed here), `semaphore`, `multi_semaphore` and `redlock` each
+//! hold one lock family and its list; `support` holds the helpers they
+//! share.
 
 pub mod multi_semaphore;
 pub mod mutex;
 pub mod redlock;
 pub mod semaphore;
+pub mod support;
 
 pub(crate) use multi_semaphore::multi_semaphore_scenarios;
 pub(crate) use redlock::redlock_scenarios;

@@ -1,23 +1,25 @@
 //! MultiSemaphore behaviours (redis-semaphore MSEM-*, WIRE-07..10/14,
 //! GAP-01/16) plus redsem's own guarantees. Scenarios shared with the plain
-//! semaphore are the `*_with` functions of `semaphore.rs`.
+//! semaphore are the `*_with` functions of the `semaphore` module.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use futures::future::{select, Either};
 use redsem_core::{LockError, LockKind, LostReason, MultiSemaphore, Semaphore};
 
 use super::semaphore::{
-    acquired_externally_with, attempt_limit_with, counting, fairness_batches_with, lost_after,
-    no_refresh, node_restart_with, noscript_falls_back_to_eval_with, refill,
+    acquired_externally_with, assert_lost_once, attempt_limit_with, busy_with, cancel_waiting_with,
+    expires_with_the_key, fairness_batches_with, lost_after, node_restart_with,
+    noscript_falls_back_to_eval_with, pruned_after_stop_refresh, refill, release_in_turn,
     reuse_with_refresh_with, reuse_without_refresh_with, scores_are_the_server_clock_with,
-    shared_instance_respects_limit_with, sorted, survives_a_short_pause_with,
-    ttl_is_the_lock_timeout_with, wait_for, Backend, KEY, PATIENCE,
+    shared_instance_respects_limit_with, survives_a_short_pause_with, ttl_is_the_lock_timeout_with,
+    AnySem, KEY,
+};
+use super::support::{
+    assert_default_ttl, assert_lost, assert_message, fixed_identifier, invalid_option, no_refresh,
+    rejected, sorted, takeover, wait_until, Backend, LossCount,
 };
 use crate::common::node::Node;
-use crate::common::timing::{ms, sleep, t, t_builder, OUTLIVE};
+use crate::common::timing::{sleep, t, OUTLIVE};
 use crate::common::Env;
 
 fn multi(env: &Env, limit: u32, permits: u32) -> MultiSemaphore<Backend> {
@@ -77,60 +79,29 @@ pub async fn acquire_release(env: Env) {
     all.extend(members(&id2, 1));
     assert_eq!(sorted(node.zrange(KEY)), sorted(&all));
     assert_one_score(node, &id1);
-    let pttl = node.pttl(KEY);
-    assert!(
-        (9_000..=10_000).contains(&pttl),
-        "default lock timeout 10s, PTTL {pttl}"
-    );
-    g1.release().await.unwrap();
-    assert_eq!(node.zrange(KEY), [format!("{id2}_0")]);
-    g2.release().await.unwrap();
-    assert!(node.zrange(KEY).is_empty());
-    assert_eq!(node.pttl(KEY), -2, "an empty ZSET is deleted");
+    assert_default_ttl(node.pttl(KEY));
+    release_in_turn(node, g1, g2, &members(&id2, 1)).await;
 }
 
 /// MSEM-01, GAP-01: bad arguments are build-time errors naming the
 /// argument; `permits > limit` could never be acquired and is rejected.
 pub async fn invalid_arguments(env: Env) {
-    let err = MultiSemaphore::new(env.backend(), "", 3, 1).unwrap_err();
-    assert!(
-        matches!(err, LockError::InvalidOption { option: "key", .. }),
-        "{err}"
+    assert_eq!(
+        rejected(MultiSemaphore::new(env.backend(), "", 3, 1)),
+        "key"
     );
-    let err = MultiSemaphore::new(env.backend(), "key", 0, 1).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            LockError::InvalidOption {
-                option: "limit",
-                ..
-            }
-        ),
-        "{err}"
+    assert_eq!(
+        rejected(MultiSemaphore::new(env.backend(), "key", 0, 1)),
+        "limit"
     );
-    let err = MultiSemaphore::new(env.backend(), "key", 3, 0).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            LockError::InvalidOption {
-                option: "permits",
-                ..
-            }
-        ),
-        "{err}"
+    assert_eq!(
+        rejected(MultiSemaphore::new(env.backend(), "key", 3, 0)),
+        "permits"
     );
     let err = MultiSemaphore::new(env.backend(), "key", 3, 4).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            LockError::InvalidOption {
-                option: "permits",
-                ..
-            }
-        ),
-        "{err}"
-    );
-    assert!(err.to_string().contains("could never be acquired"), "{err}");
+    let message = err.to_string();
+    assert_eq!(invalid_option(err), "permits");
+    assert!(message.contains("could never be acquired"), "{message}");
     assert_eq!(env.node().pttl(KEY), -2, "nothing reached Redis");
 
     // permits == limit is fine: the holder takes every slot.
@@ -146,26 +117,8 @@ pub async fn invalid_arguments(env: Env) {
 /// MSEM-03: a full key times out with the multi-semaphore message; the key
 /// is gone after release.
 pub async fn acquire_times_out_when_busy(env: Env) {
-    let g1 = multi(&env, 3, 3).acquire().await.unwrap();
-    let start = Instant::now();
-    let err = multi(&env, 3, 1).acquire().await.unwrap_err();
-    let waited = start.elapsed();
-    assert!(err.is_timeout(), "{err}");
-    assert!(
-        err.to_string()
-            .starts_with("Acquire multi-semaphore semaphore:key timeout"),
-        "{err}"
-    );
-    assert!(
-        waited >= ms(150),
-        "gave up after {waited:?}, before the acquire timeout"
-    );
-    assert_eq!(
-        sorted(env.node().zrange(KEY)),
-        sorted(members(g1.identifier(), 3))
-    );
-    g1.release().await.unwrap();
-    assert_eq!(env.node().pttl(KEY), -2);
+    let (holder, waiter) = (AnySem::new(&env, 3, 3, t()), AnySem::new(&env, 3, 1, t()));
+    busy_with(env, holder, waiter).await;
 }
 
 /// WIRE-07: permits are taken all or nothing; a holder that does not fit
@@ -187,30 +140,7 @@ pub async fn permits_are_all_or_nothing(env: Env) {
 
 /// MSEM-04: cancelling a waiting acquire is dropping its future.
 pub async fn dropping_a_waiting_acquire_cancels_it(env: Env) {
-    let g1 = multi(&env, 3, 2).acquire().await.unwrap();
-    let options = t_builder()
-        .acquire_timeout(Duration::from_secs(60))
-        .build()
-        .unwrap();
-    let waiter = MultiSemaphore::with_options(env.backend(), "key", 3, 2, options).unwrap();
-    let start = Instant::now();
-    let acquire = std::pin::pin!(waiter.acquire());
-    match select(acquire, std::pin::pin!(sleep(ms(50)))).await {
-        Either::Left((r, _)) => panic!("acquire returned while the permits were taken: {r:?}"),
-        Either::Right(_) => {}
-    }
-    assert!(start.elapsed() < Duration::from_secs(5));
-    assert_eq!(
-        sorted(env.node().zrange(KEY)),
-        sorted(members(g1.identifier(), 2))
-    );
-    g1.release().await.unwrap();
-    sleep(ms(100)).await;
-    assert_eq!(
-        env.node().pttl(KEY),
-        -2,
-        "the cancelled waiter must not take permits later"
-    );
+    cancel_waiting_with(env, 3, 2).await;
 }
 
 /// MSEM-05: refresh keeps every member of every holder, under one score per
@@ -226,10 +156,7 @@ pub async fn refresh_keeps_all_permits(env: Env) {
     assert_eq!(sorted(node.zrange(KEY)), sorted(&all));
     assert_one_score(node, &id1);
     assert!(g1.is_acquired() && g2.is_acquired());
-    g1.release().await.unwrap();
-    assert_eq!(node.zrange(KEY), [format!("{id2}_0")]);
-    g2.release().await.unwrap();
-    assert_eq!(node.pttl(KEY), -2);
+    release_in_turn(node, g1, g2, &members(&id2, 1)).await;
 }
 
 /// MSEM-06: after stop_refresh a holder's members are pruned by the others'
@@ -238,45 +165,11 @@ pub async fn stop_refresh_lets_it_expire(env: Env) {
     let node = env.node();
     let g1 = multi(&env, 3, 2).acquire().await.unwrap();
     let g2 = multi(&env, 3, 1).acquire().await.unwrap();
-    let left = [format!("{}_0", g2.identifier())];
-    g1.stop_refresh();
-    let stopped = Instant::now();
-    assert!(g1.is_acquired(), "still held until its lock timeout");
-    wait_for("s1 pruned by s2's refresh", PATIENCE, || {
-        node.zrange(KEY) == left
-    })
-    .await;
-    assert!(
-        stopped.elapsed() >= ms(300),
-        "pruned {:?} after stop_refresh",
-        stopped.elapsed()
-    );
-    let lost = g1.lost().await;
-    assert!(
-        matches!(
-            lost,
-            LockError::Lost {
-                reason: LostReason::Expired,
-                ..
-            }
-        ),
-        "{lost}"
-    );
+    let left = members(g2.identifier(), 1);
+    pruned_after_stop_refresh(node, &g1, &left).await;
     assert!(g2.is_acquired());
 
-    g2.stop_refresh();
-    wait_for("the key to expire", PATIENCE, || node.pttl(KEY) == -2).await;
-    let lost = g2.lost().await;
-    assert!(
-        matches!(
-            lost,
-            LockError::Lost {
-                reason: LostReason::Expired,
-                ..
-            }
-        ),
-        "{lost}"
-    );
+    expires_with_the_key(node, &g2).await;
     assert!(g1.release().await.unwrap_err().is_lost());
     assert!(g2.release().await.unwrap_err().is_lost());
 }
@@ -299,12 +192,7 @@ pub async fn partial_hold_is_not_taken_over(env: Env) {
     let ext = MultiSemaphore::with_options(env.backend(), "key", 3, 2, ext_options).unwrap();
     let id = ext.acquire().await.unwrap().detach();
     remove_member(&env, &format!("{id}_1"));
-    let options = t_builder()
-        .identifier(&id)
-        .acquired_externally(true)
-        .build()
-        .unwrap();
-    let local = MultiSemaphore::with_options(env.backend(), "key", 3, 2, options).unwrap();
+    let local = MultiSemaphore::with_options(env.backend(), "key", 3, 2, takeover(&id)).unwrap();
     assert!(local.try_acquire().await.unwrap().is_none());
     assert_eq!(env.node().zrange(KEY), [format!("{id}_0")]);
 }
@@ -320,40 +208,13 @@ pub async fn lost_when_refilled(env: Env) {
 /// release then reports the loss and removes the leftovers.
 pub async fn lost_when_a_permit_is_missing(env: Env) {
     let node = env.node();
-    let lost = Arc::new(AtomicUsize::new(0));
-    let options = counting(t_builder(), &lost);
-    let lock = MultiSemaphore::with_options(env.backend(), "key", 3, 2, options).unwrap();
+    let lost = LossCount::default();
+    let lock = MultiSemaphore::with_options(env.backend(), "key", 3, 2, lost.t()).unwrap();
     let g = lock.acquire().await.unwrap();
     let other = multi(&env, 3, 1).acquire().await.unwrap();
     let id = g.identifier().to_owned();
     remove_member(&env, &format!("{id}_1"));
-    wait_for("the loss callback", PATIENCE, || {
-        lost.load(Ordering::SeqCst) > 0
-    })
-    .await;
-    assert!(!g.is_acquired());
-    let err = g.lost().await;
-    assert!(
-        matches!(
-            err,
-            LockError::Lost {
-                reason: LostReason::Gone,
-                ..
-            }
-        ),
-        "{err}"
-    );
-    assert!(
-        err.to_string()
-            .starts_with("Lost multi-semaphore for key semaphore:key"),
-        "{err}"
-    );
-    sleep(ms(250)).await;
-    assert_eq!(
-        lost.load(Ordering::SeqCst),
-        1,
-        "the loss is reported exactly once"
-    );
+    assert_lost_once(&g, &lost, "multi-semaphore").await;
     assert!(other.is_acquired(), "the other holder is unaffected");
     let other_member = format!("{}_0", other.identifier());
     assert_eq!(
@@ -386,17 +247,7 @@ pub async fn release_of_a_partial_hold_reports_loss(env: Env) {
         .await
         .unwrap();
     remove_member(&env, &format!("{}_1", g.identifier()));
-    let err = g.release().await.unwrap_err();
-    assert!(
-        matches!(
-            err,
-            LockError::Lost {
-                reason: LostReason::Gone,
-                ..
-            }
-        ),
-        "{err}"
-    );
+    assert_lost!(g.release().await.unwrap_err(), LostReason::Gone);
     assert_eq!(env.node().zrange(KEY), members(other.identifier(), 1));
     other.release().await.unwrap();
     assert!(env.node().zrange(KEY).is_empty());
@@ -427,21 +278,13 @@ pub async fn compatible_with_semaphore(env: Env) {
     assert_eq!(sorted(node.zrange(KEY)), sorted(&all));
 
     let err = multi(&env, 3, 2).acquire().await.unwrap_err();
-    assert!(
-        err.to_string()
-            .starts_with("Acquire multi-semaphore semaphore:key timeout"),
-        "{err}"
-    );
+    assert_message(&err, "Acquire multi-semaphore semaphore:key timeout");
     let err = Semaphore::with_options(env.backend(), "key", 3, t())
         .unwrap()
         .acquire()
         .await
         .unwrap_err();
-    assert!(
-        err.to_string()
-            .starts_with("Acquire semaphore semaphore:key timeout"),
-        "{err}"
-    );
+    assert_message(&err, "Acquire semaphore semaphore:key timeout");
     assert_eq!(sorted(node.zrange(KEY)), sorted(&all));
 
     gm.release().await.unwrap();
@@ -495,8 +338,8 @@ pub async fn holds_per_instance(env: Env) {
     g1.release().await.unwrap();
     g2.release().await.unwrap();
 
-    let options = t_builder().identifier("solo").build().unwrap();
-    let fixed = MultiSemaphore::with_options(env.backend(), "key", 4, 2, options).unwrap();
+    let fixed =
+        MultiSemaphore::with_options(env.backend(), "key", 4, 2, fixed_identifier("solo")).unwrap();
     let g = fixed.acquire().await.unwrap();
     let err = fixed.try_acquire().await.unwrap_err();
     assert!(matches!(err, LockError::AlreadyHeld { .. }), "{err}");
@@ -513,7 +356,7 @@ pub async fn drop_releases(env: Env) {
     assert_eq!(env.node().zrange(KEY).len(), 2);
     drop(g);
     let node = env.node();
-    wait_for(
+    wait_until(
         "the dropped guard's release",
         Duration::from_secs(2),
         || node.pttl(KEY) == -2,

@@ -4,29 +4,50 @@
 //!
 //! `mutex` holds the RedlockMutex scenarios, `semaphore` the
 //! RedlockSemaphore and RedlockMultiSemaphore ones, `faults` the node
-//! outages, pauses and the 5-node setup, for every kind.
+//! outages, pauses and the 5-node setup, for every kind. This module holds
+//! what they share: [`Kind`] and [`AnyLock`] (a lock of any Redlock kind),
+//! loss reports, quorum errors, and the list.
 
 pub mod faults;
 pub mod mutex;
 pub mod semaphore;
 
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Mutex as StdMutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use redsem_core::{
-    LockError, LockGuard, LockOptions, LockOptionsBuilder, RedisBackend, RedlockMultiSemaphore,
+    LockError, LockGuard, LockOptions, LockOptionsBuilder, LostReason, RedlockMultiSemaphore,
     RedlockMutex, RedlockSemaphore,
 };
 
+pub use super::support::Backend;
+use super::support::{assert_lost, assert_message, wait_until};
 use crate::common::node::Node;
 use crate::common::timing::{ms, sleep, t_builder};
-
-/// A node list as the Redlock kinds take it.
-pub type Backend = Arc<dyn RedisBackend>;
+use crate::common::Env;
 
 pub const MUTEX_KEY: &str = "mutex:key";
 pub const SEM_KEY: &str = "semaphore:key";
+
+pub const SEM1: Kind = Kind::Semaphore { limit: 1 };
+pub const SEM2: Kind = Kind::Semaphore { limit: 2 };
+pub const SEM3: Kind = Kind::Semaphore { limit: 3 };
+pub const MULTI_3_1: Kind = Kind::Multi {
+    limit: 3,
+    permits: 1,
+};
+pub const MULTI_3_2: Kind = Kind::Multi {
+    limit: 3,
+    permits: 2,
+};
+pub const MULTI_3_3: Kind = Kind::Multi {
+    limit: 3,
+    permits: 3,
+};
+pub const MULTI_4_2: Kind = Kind::Multi {
+    limit: 4,
+    permits: 2,
+};
 
 /// A Redlock lock kind with its limit and permits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,19 +150,6 @@ impl Kind {
     }
 }
 
-/// Polls `cond` every 10 ms; fails the scenario if it is still false after
-/// `bound`.
-pub async fn wait_for(what: &str, bound: Duration, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + bound;
-    while !cond() {
-        assert!(
-            Instant::now() < deadline,
-            "{what}: still not the case after {bound:?}"
-        );
-        sleep(ms(10)).await;
-    }
-}
-
 /// `ZRANGE semaphore:key` of every node.
 pub fn zranges(nodes: &[Arc<dyn Node>]) -> Vec<Vec<String>> {
     nodes.iter().map(|n| n.zrange(SEM_KEY)).collect()
@@ -150,12 +158,6 @@ pub fn zranges(nodes: &[Arc<dyn Node>]) -> Vec<Vec<String>> {
 /// `GET mutex:key` of every node.
 pub fn gets(nodes: &[Arc<dyn Node>]) -> Vec<Option<String>> {
     nodes.iter().map(|n| n.get(MUTEX_KEY)).collect()
-}
-
-/// Sorted copy.
-pub fn sorted(mut v: Vec<String>) -> Vec<String> {
-    v.sort();
-    v
 }
 
 /// The fields of a [`LockError::QuorumNotReached`].
@@ -171,6 +173,17 @@ pub struct QuorumFailure {
 }
 
 impl QuorumFailure {
+    /// The operation and the counts: how many nodes succeeded, of how
+    /// many, and the quorum.
+    pub fn assert_counts(&self, operation: &str, succeeded: usize, total: usize, quorum: usize) {
+        assert_eq!(
+            (self.operation, self.succeeded, self.total, self.quorum),
+            (operation, succeeded, total, quorum),
+            "{}",
+            self.message
+        );
+    }
+
     pub fn nodes(&self) -> Vec<usize> {
         self.failures.iter().map(|(n, _)| *n).collect()
     }
@@ -239,6 +252,11 @@ impl Losses {
         self.messages().len()
     }
 
+    /// Nothing was reported.
+    pub fn assert_none(&self) {
+        assert_eq!(self.count(), 0, "{:?}", self.messages());
+    }
+
     /// Every report is a loss of `kind`'s key.
     pub fn assert_all_lost(&self, kind: Kind) {
         let prefix = format!("Lost {} for key {}", kind.name(), kind.key());
@@ -248,32 +266,44 @@ impl Losses {
     }
 }
 
-/// A paused (SIGSTOPped / hung) node, resumed when this is dropped, even if
-/// the scenario fails half-way.
-pub struct Paused<'a> {
-    node: &'a dyn Node,
-    paused: bool,
-}
-
-impl<'a> Paused<'a> {
-    pub fn new(node: &'a dyn Node) -> Self {
-        node.pause();
-        Paused { node, paused: true }
-    }
-
-    pub fn resume(mut self) {
-        self.paused = false;
-        self.node.resume();
-    }
-}
-
-impl Drop for Paused<'_> {
-    fn drop(&mut self) {
-        if self.paused {
-            let node = self.node;
-            let _ = catch_unwind(AssertUnwindSafe(|| node.resume()));
-        }
-    }
+/// Acquires `kind` on every node with loss reporting, runs `tamper`, and
+/// checks the loss: reported once as `QuorumLost` (quorum 2) of `kind`'s
+/// key, and by release too. `after_loss` runs as soon as the loss is seen.
+pub async fn lost_when(
+    env: &Env,
+    kind: Kind,
+    tamper: impl FnOnce(&Env),
+    after_loss: impl FnOnce(&Env),
+) {
+    let losses = Losses::default();
+    let g = kind
+        .lock(env.backends(), losses.t())
+        .acquire()
+        .await
+        .unwrap();
+    tamper(env);
+    wait_until("the loss is reported", Duration::from_secs(2), || {
+        losses.count() > 0
+    })
+    .await;
+    assert!(!g.is_acquired());
+    after_loss(env);
+    let err = g.lost().await;
+    assert_message(
+        &err,
+        &format!("Lost {} for key {}", kind.name(), kind.key()),
+    );
+    assert_lost!(err, LostReason::QuorumLost { quorum: 2, .. });
+    sleep(ms(300)).await;
+    assert_eq!(
+        losses.count(),
+        1,
+        "reported exactly once: {:?}",
+        losses.messages()
+    );
+    losses.assert_all_lost(kind);
+    let err = g.release().await.unwrap_err();
+    assert!(err.is_lost(), "{err}");
 }
 
 /// Calls `$m! { name: nodes => path, ... }` with every Redlock scenario.
@@ -306,46 +336,46 @@ macro_rules! redlock_scenarios {
             redlock_mutex_fixed_identifier_holds_once: 3 => redlock::mutex::fixed_identifier_holds_once,
             redlock_mutex_shared_instance_serialises_tasks: 3 => redlock::mutex::shared_instance_serialises_tasks,
 
-            redlock_semaphore_invalid_arguments: 3 => redlock::semaphore::invalid_arguments,
-            redlock_semaphore_acquire_release: 3 => redlock::semaphore::sem_acquire_release,
-            redlock_semaphore_acquire_times_out_when_busy: 3 => redlock::semaphore::sem_acquire_times_out_when_busy,
-            redlock_semaphore_dropping_a_waiting_acquire_cancels_it: 3 => redlock::semaphore::sem_dropping_a_waiting_acquire_cancels_it,
-            redlock_semaphore_refresh_keeps_holds: 3 => redlock::semaphore::sem_refresh_keeps_holds,
-            redlock_semaphore_stop_refresh_lets_it_expire: 3 => redlock::semaphore::sem_stop_refresh_lets_it_expire,
-            redlock_semaphore_batches_respect_the_limit: 3 => redlock::semaphore::sem_batches_respect_the_limit,
-            redlock_semaphore_acquired_externally: 3 => redlock::semaphore::sem_acquired_externally,
-            redlock_semaphore_lost_when_replaced: 3 => redlock::semaphore::sem_lost_when_replaced,
-            redlock_semaphore_reuse_with_refresh: 3 => redlock::semaphore::sem_reuse_with_refresh,
-            redlock_semaphore_reuse_without_refresh: 3 => redlock::semaphore::sem_reuse_without_refresh,
-            redlock_semaphore_fill_respects_the_limit: 3 => redlock::semaphore::sem_fill_respects_the_limit,
-            redlock_multi_acquire_release: 3 => redlock::semaphore::multi_acquire_release,
-            redlock_multi_acquire_times_out_when_busy: 3 => redlock::semaphore::multi_acquire_times_out_when_busy,
-            redlock_multi_dropping_a_waiting_acquire_cancels_it: 3 => redlock::semaphore::multi_dropping_a_waiting_acquire_cancels_it,
-            redlock_multi_refresh_keeps_holds: 3 => redlock::semaphore::multi_refresh_keeps_holds,
-            redlock_multi_stop_refresh_lets_it_expire: 3 => redlock::semaphore::multi_stop_refresh_lets_it_expire,
-            redlock_multi_batches_respect_the_limit: 3 => redlock::semaphore::multi_batches_respect_the_limit,
-            redlock_multi_acquired_externally: 3 => redlock::semaphore::multi_acquired_externally,
-            redlock_multi_lost_when_replaced: 3 => redlock::semaphore::multi_lost_when_replaced,
-            redlock_multi_reuse_with_refresh: 3 => redlock::semaphore::multi_reuse_with_refresh,
-            redlock_multi_reuse_without_refresh: 3 => redlock::semaphore::multi_reuse_without_refresh,
-            redlock_multi_shares_slots_with_semaphore: 3 => redlock::semaphore::multi_shares_slots_with_semaphore,
-            redlock_multi_failed_quorum_leaves_no_permits: 3 => redlock::semaphore::multi_failed_quorum_leaves_no_permits,
+            redlock_semaphore_invalid_arguments: 3 => redlock::semaphore::holds::invalid_arguments,
+            redlock_semaphore_acquire_release: 3 => redlock::semaphore::holds::sem_acquire_release,
+            redlock_semaphore_acquire_times_out_when_busy: 3 => redlock::semaphore::holds::sem_acquire_times_out_when_busy,
+            redlock_semaphore_dropping_a_waiting_acquire_cancels_it: 3 => redlock::semaphore::holds::sem_dropping_a_waiting_acquire_cancels_it,
+            redlock_semaphore_refresh_keeps_holds: 3 => redlock::semaphore::refresh::sem_refresh_keeps_holds,
+            redlock_semaphore_stop_refresh_lets_it_expire: 3 => redlock::semaphore::refresh::sem_stop_refresh_lets_it_expire,
+            redlock_semaphore_batches_respect_the_limit: 3 => redlock::semaphore::limits::sem_batches_respect_the_limit,
+            redlock_semaphore_acquired_externally: 3 => redlock::semaphore::holds::sem_acquired_externally,
+            redlock_semaphore_lost_when_replaced: 3 => redlock::semaphore::refresh::sem_lost_when_replaced,
+            redlock_semaphore_reuse_with_refresh: 3 => redlock::semaphore::refresh::sem_reuse_with_refresh,
+            redlock_semaphore_reuse_without_refresh: 3 => redlock::semaphore::refresh::sem_reuse_without_refresh,
+            redlock_semaphore_fill_respects_the_limit: 3 => redlock::semaphore::refresh::sem_fill_respects_the_limit,
+            redlock_multi_acquire_release: 3 => redlock::semaphore::holds::multi_acquire_release,
+            redlock_multi_acquire_times_out_when_busy: 3 => redlock::semaphore::holds::multi_acquire_times_out_when_busy,
+            redlock_multi_dropping_a_waiting_acquire_cancels_it: 3 => redlock::semaphore::holds::multi_dropping_a_waiting_acquire_cancels_it,
+            redlock_multi_refresh_keeps_holds: 3 => redlock::semaphore::refresh::multi_refresh_keeps_holds,
+            redlock_multi_stop_refresh_lets_it_expire: 3 => redlock::semaphore::refresh::multi_stop_refresh_lets_it_expire,
+            redlock_multi_batches_respect_the_limit: 3 => redlock::semaphore::limits::multi_batches_respect_the_limit,
+            redlock_multi_acquired_externally: 3 => redlock::semaphore::holds::multi_acquired_externally,
+            redlock_multi_lost_when_replaced: 3 => redlock::semaphore::refresh::multi_lost_when_replaced,
+            redlock_multi_reuse_with_refresh: 3 => redlock::semaphore::refresh::multi_reuse_with_refresh,
+            redlock_multi_reuse_without_refresh: 3 => redlock::semaphore::refresh::multi_reuse_without_refresh,
+            redlock_multi_shares_slots_with_semaphore: 3 => redlock::semaphore::holds::multi_shares_slots_with_semaphore,
+            redlock_multi_failed_quorum_leaves_no_permits: 3 => redlock::semaphore::limits::multi_failed_quorum_leaves_no_permits,
 
-            redlock_mutex_node_down_from_the_start: 3 => redlock::faults::mutex_node_down_from_the_start,
-            redlock_mutex_each_node_outage_keeps_quorum: 3 => redlock::faults::mutex_each_node_outage_keeps_quorum,
-            redlock_semaphore_each_node_outage_keeps_quorum: 3 => redlock::faults::sem_each_node_outage_keeps_quorum,
-            redlock_multi_each_node_outage_keeps_quorum: 3 => redlock::faults::multi_each_node_outage_keeps_quorum,
-            redlock_mutex_two_nodes_down_lose_the_lock: 3 => redlock::faults::mutex_two_nodes_down_lose_the_lock,
-            redlock_semaphore_two_nodes_down_lose_the_lock: 3 => redlock::faults::sem_two_nodes_down_lose_the_lock,
-            redlock_multi_two_nodes_down_lose_the_lock: 3 => redlock::faults::multi_two_nodes_down_lose_the_lock,
-            redlock_mutex_paused_node: 3 => redlock::faults::mutex_paused_node,
-            redlock_semaphore_paused_node: 3 => redlock::faults::sem_paused_node,
-            redlock_multi_paused_node: 3 => redlock::faults::multi_paused_node,
-            redlock_mutex_paused_node_bounds_a_contender: 3 => redlock::faults::mutex_paused_node_bounds_a_contender,
-            redlock_mutex_cancel_with_a_hung_node: 3 => redlock::faults::mutex_cancel_with_a_hung_node,
-            redlock_mutex_five_nodes_two_down: 5 => redlock::faults::mutex_five_nodes_two_down,
-            redlock_semaphore_five_nodes_two_down: 5 => redlock::faults::sem_five_nodes_two_down,
-            redlock_validity_excludes_slow_quorums: 3 => redlock::faults::validity_excludes_slow_quorums,
+            redlock_mutex_node_down_from_the_start: 3 => redlock::faults::outages::mutex_node_down_from_the_start,
+            redlock_mutex_each_node_outage_keeps_quorum: 3 => redlock::faults::outages::mutex_each_node_outage_keeps_quorum,
+            redlock_semaphore_each_node_outage_keeps_quorum: 3 => redlock::faults::outages::sem_each_node_outage_keeps_quorum,
+            redlock_multi_each_node_outage_keeps_quorum: 3 => redlock::faults::outages::multi_each_node_outage_keeps_quorum,
+            redlock_mutex_two_nodes_down_lose_the_lock: 3 => redlock::faults::outages::mutex_two_nodes_down_lose_the_lock,
+            redlock_semaphore_two_nodes_down_lose_the_lock: 3 => redlock::faults::outages::sem_two_nodes_down_lose_the_lock,
+            redlock_multi_two_nodes_down_lose_the_lock: 3 => redlock::faults::outages::multi_two_nodes_down_lose_the_lock,
+            redlock_mutex_paused_node: 3 => redlock::faults::paused::mutex_paused_node,
+            redlock_semaphore_paused_node: 3 => redlock::faults::paused::sem_paused_node,
+            redlock_multi_paused_node: 3 => redlock::faults::paused::multi_paused_node,
+            redlock_mutex_paused_node_bounds_a_contender: 3 => redlock::faults::paused::mutex_paused_node_bounds_a_contender,
+            redlock_mutex_cancel_with_a_hung_node: 3 => redlock::faults::paused::mutex_cancel_with_a_hung_node,
+            redlock_mutex_five_nodes_two_down: 5 => redlock::faults::outages::mutex_five_nodes_two_down,
+            redlock_semaphore_five_nodes_two_down: 5 => redlock::faults::outages::sem_five_nodes_two_down,
+            redlock_validity_excludes_slow_quorums: 3 => redlock::faults::validity::validity_excludes_slow_quorums,
         }
     };
 }

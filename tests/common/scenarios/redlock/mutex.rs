@@ -1,14 +1,18 @@
 //! RedlockMutex behaviours (RLM-*) on 3 nodes, plus UTIL-01 and GAP-13.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::pin::pin;
 use std::time::{Duration, Instant};
 
-use futures::future::{select, Either};
 use redsem_core::{quorum, LockError, LockKind, LockOptions, LostReason, RedlockMutex};
 
-use super::{gets, wait_for, Backend, Kind, Losses, MUTEX_KEY as KEY};
-use crate::common::timing::{ms, sleep, t, t_builder, OUTLIVE};
+use super::{gets, lost_when, Backend, Kind, Losses, MUTEX_KEY as KEY};
+use crate::common::scenarios::support::{
+    assert_attempt_limit, assert_busy_timeout, assert_default_ttl, assert_lost,
+    assert_still_waiting, assert_timeout, assert_work_dropped_on_loss, count_holders,
+    fixed_identifier, no_refresh, observed_under_lock, rejected, single_attempt, takeover,
+    wait_until, waiting,
+};
+use crate::common::timing::{ms, sleep, t, OUTLIVE};
 use crate::common::Env;
 
 fn mutex(env: &Env, options: LockOptions) -> RedlockMutex<Backend> {
@@ -41,37 +45,19 @@ pub async fn quorum_sizes(env: Env) {
 /// RLM-01, GAP-13: an empty node list, an empty key and a lock timeout that
 /// the clock-drift allowance would eat are rejected, naming the argument.
 pub async fn invalid_arguments(env: Env) {
-    let err = RedlockMutex::<Backend>::new(Vec::new(), "key").unwrap_err();
-    assert!(
-        matches!(
-            err,
-            LockError::InvalidOption {
-                option: "nodes",
-                ..
-            }
-        ),
-        "{err}"
+    assert_eq!(
+        rejected(RedlockMutex::<Backend>::new(Vec::new(), "key")),
+        "nodes"
     );
-    let err = RedlockMutex::new(env.backends(), "").unwrap_err();
-    assert!(
-        matches!(err, LockError::InvalidOption { option: "key", .. }),
-        "{err}"
-    );
+    assert_eq!(rejected(RedlockMutex::new(env.backends(), "")), "key");
     let options = LockOptions::builder()
         .lock_timeout(ms(2))
         .refresh_interval(Duration::ZERO)
         .build()
         .unwrap();
-    let err = RedlockMutex::with_options(env.backends(), "key", options).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            LockError::InvalidOption {
-                option: "lock_timeout",
-                ..
-            }
-        ),
-        "{err}"
+    assert_eq!(
+        rejected(RedlockMutex::with_options(env.backends(), "key", options)),
+        "lock_timeout"
     );
     // defaults are fine
     let m = RedlockMutex::new(env.backends(), "key").unwrap();
@@ -89,11 +75,7 @@ pub async fn acquire_release(env: Env) {
     assert_eq!(g.key(), KEY);
     assert_eq!(gets(&env.nodes), all(g.identifier()));
     for node in &env.nodes {
-        let pttl = node.pttl(KEY);
-        assert!(
-            (9_000..=10_000).contains(&pttl),
-            "default lock timeout 10s, PTTL {pttl}"
-        );
+        assert_default_ttl(node.pttl(KEY));
     }
     g.release().await.unwrap();
     assert_eq!(gets(&env.nodes), NONE);
@@ -103,19 +85,11 @@ pub async fn acquire_release(env: Env) {
 /// kind and key; the holder is untouched.
 pub async fn acquire_times_out_when_busy(env: Env) {
     let g1 = mutex(&env, t()).acquire().await.unwrap();
-    let start = Instant::now();
-    let err = mutex(&env, t()).acquire().await.unwrap_err();
-    assert!(err.is_timeout(), "{err:?}");
-    assert!(
-        err.to_string()
-            .starts_with("Acquire redlock-mutex mutex:key timeout"),
-        "{err}"
-    );
-    assert!(
-        start.elapsed() >= ms(150),
-        "gave up after {:?}",
-        start.elapsed()
-    );
+    assert_busy_timeout(
+        mutex(&env, t()).acquire(),
+        "Acquire redlock-mutex mutex:key timeout",
+    )
+    .await;
     assert_eq!(gets(&env.nodes), all(g1.identifier()));
     g1.release().await.unwrap();
     assert_eq!(gets(&env.nodes), NONE);
@@ -144,17 +118,9 @@ pub async fn try_acquire(env: Env) {
 /// any node, and the waiter never takes the lock later.
 pub async fn dropping_a_waiting_acquire_cancels_it(env: Env) {
     let g1 = mutex(&env, t()).acquire().await.unwrap();
-    let waiter = mutex(
-        &env,
-        t_builder()
-            .acquire_timeout(Duration::from_secs(60))
-            .build()
-            .unwrap(),
-    );
-    let acquire = std::pin::pin!(waiter.acquire());
-    if let Either::Left((r, _)) = select(acquire, std::pin::pin!(sleep(ms(50)))).await {
-        panic!("acquire returned while the mutex was held: {r:?}");
-    }
+    let waiter = mutex(&env, waiting(Duration::from_secs(60)));
+    let acquire = pin!(waiter.acquire());
+    assert_still_waiting(acquire, "the mutex was held").await;
     assert_eq!(gets(&env.nodes), all(g1.identifier()));
     g1.release().await.unwrap();
     sleep(ms(100)).await;
@@ -172,7 +138,7 @@ pub async fn refresh_keeps_the_lock(env: Env) {
     sleep(OUTLIVE).await;
     assert!(g.is_acquired());
     assert_eq!(gets(&env.nodes), all(g.identifier()));
-    assert_eq!(losses.count(), 0, "{:?}", losses.messages());
+    losses.assert_none();
     g.release().await.unwrap();
     assert_eq!(gets(&env.nodes), NONE);
 }
@@ -185,38 +151,15 @@ pub async fn stop_refresh_lets_it_expire(env: Env) {
     sleep(OUTLIVE).await;
     assert_eq!(gets(&env.nodes), NONE);
     assert!(!g.is_acquired());
-    let lost = g.lost().await;
-    assert!(
-        matches!(
-            lost,
-            LockError::Lost {
-                reason: LostReason::Expired,
-                ..
-            }
-        ),
-        "{lost}"
-    );
+    assert_lost!(g.lost().await, LostReason::Expired);
 }
 
 /// RLM-07/08: a hold made elsewhere is taken over (one refresh on every
 /// node) and kept alive; the next acquire is a normal one.
 pub async fn acquired_externally(env: Env) {
-    let ext = mutex(
-        &env,
-        t_builder()
-            .refresh_interval(Duration::ZERO)
-            .build()
-            .unwrap(),
-    );
+    let ext = mutex(&env, no_refresh().build().unwrap());
     let id = ext.acquire().await.unwrap().detach();
-    let local = mutex(
-        &env,
-        t_builder()
-            .identifier(&id)
-            .acquired_externally(true)
-            .build()
-            .unwrap(),
-    );
+    let local = mutex(&env, takeover(&id));
     let g = local.acquire().await.unwrap();
     assert_eq!(g.identifier(), id);
     sleep(OUTLIVE).await;
@@ -230,14 +173,6 @@ pub async fn acquired_externally(env: Env) {
     assert_eq!(gets(&env.nodes), NONE);
 }
 
-fn external_111() -> LockOptions {
-    t_builder()
-        .identifier("111")
-        .acquired_externally(true)
-        .build()
-        .unwrap()
-}
-
 /// RLM-22, RLM-24: a takeover whose refresh misses quorum fails and removes
 /// the minority hold; other holders are untouched.
 pub async fn takeover_without_quorum_fails(env: Env) {
@@ -245,7 +180,7 @@ pub async fn takeover_without_quorum_fails(env: Env) {
     env.nodes[0].set(KEY, "111");
     env.nodes[1].set(KEY, "222");
     env.nodes[2].set(KEY, "222");
-    let local = mutex(&env, external_111());
+    let local = mutex(&env, takeover("111"));
     assert!(local.try_acquire().await.unwrap().is_none());
     assert_eq!(
         gets(&env.nodes),
@@ -259,7 +194,7 @@ pub async fn takeover_without_quorum_fails(env: Env) {
         node.del(KEY);
     }
     env.nodes[0].set(KEY, "111");
-    let local = mutex(&env, external_111());
+    let local = mutex(&env, takeover("111"));
     assert!(local.try_acquire().await.unwrap().is_none());
     assert_eq!(gets(&env.nodes), NONE, "the minority hold is released");
 }
@@ -269,7 +204,7 @@ pub async fn takeover_without_quorum_fails(env: Env) {
 pub async fn takeover_with_quorum_fills_the_rest(env: Env) {
     env.nodes[0].set(KEY, "111");
     env.nodes[1].set(KEY, "111");
-    let g = mutex(&env, external_111()).acquire().await.unwrap();
+    let g = mutex(&env, takeover("111")).acquire().await.unwrap();
     assert_eq!(g.identifier(), "111");
     assert_eq!(gets(&env.nodes), all("111"), "node 3 gets the hold too");
     for node in &env.nodes {
@@ -283,56 +218,19 @@ pub async fn takeover_with_quorum_fills_the_rest(env: Env) {
     assert_eq!(gets(&env.nodes), NONE);
 }
 
-async fn lost_when(env: Env, tamper: impl Fn(&Env)) {
-    let losses = Losses::default();
-    let g = mutex(&env, losses.t()).acquire().await.unwrap();
-    tamper(&env);
-    wait_for("the loss is reported", Duration::from_secs(2), || {
-        losses.count() > 0
-    })
-    .await;
-    assert!(!g.is_acquired());
-    let err = g.lost().await;
-    assert!(
-        err.to_string()
-            .starts_with("Lost redlock-mutex for key mutex:key"),
-        "{err}"
-    );
-    assert!(
-        matches!(
-            err,
-            LockError::Lost {
-                reason: LostReason::QuorumLost { quorum: 2, .. },
-                ..
-            }
-        ),
-        "{err:?}"
-    );
-    sleep(ms(300)).await;
-    assert_eq!(
-        losses.count(),
-        1,
-        "reported exactly once: {:?}",
-        losses.messages()
-    );
-    losses.assert_all_lost(Kind::Mutex);
-    let err = g.release().await.unwrap_err();
-    assert!(err.is_lost(), "{err}");
-}
-
 /// RLM-09/10: another id took the key on every node: the loss is reported
 /// once, and the other holder's value is left alone.
 pub async fn lost_when_taken(env: Env) {
-    let nodes = env.nodes.clone();
-    lost_when(env, |env| env.nodes.iter().for_each(|n| n.set(KEY, "222"))).await;
-    assert_eq!(gets(&nodes), all("222"));
+    let taken = |env: &Env| env.nodes.iter().for_each(|n| n.set(KEY, "222"));
+    lost_when(&env, Kind::Mutex, taken, |_| {}).await;
+    assert_eq!(gets(&env.nodes), all("222"));
 }
 
 /// RLM-09/10 with the key deleted on every node.
 pub async fn lost_when_deleted(env: Env) {
-    let nodes = env.nodes.clone();
-    lost_when(env, |env| env.nodes.iter().for_each(|n| n.del(KEY))).await;
-    assert_eq!(gets(&nodes), NONE);
+    let deleted = |env: &Env| env.nodes.iter().for_each(|n| n.del(KEY));
+    lost_when(&env, Kind::Mutex, deleted, |_| {}).await;
+    assert_eq!(gets(&env.nodes), NONE);
 }
 
 /// A hold taken over on one node only is not a loss: quorum still holds,
@@ -344,7 +242,7 @@ pub async fn minority_tamper_is_tolerated(env: Env) {
     env.nodes[0].set(KEY, "222");
     sleep(OUTLIVE).await;
     assert!(g.is_acquired());
-    assert_eq!(losses.count(), 0, "{:?}", losses.messages());
+    losses.assert_none();
     assert_eq!(
         gets(&env.nodes),
         [Some("222".into()), Some(id.clone()), Some(id)]
@@ -360,7 +258,7 @@ pub async fn refresh_restores_a_missing_node(env: Env) {
     let g = mutex(&env, losses.t()).acquire().await.unwrap();
     let id = g.identifier().to_owned();
     env.nodes[1].del(KEY);
-    wait_for("node 2 has the hold again", Duration::from_secs(2), || {
+    wait_until("node 2 has the hold again", Duration::from_secs(2), || {
         env.nodes[1].get(KEY).as_deref() == Some(id.as_str())
     })
     .await;
@@ -370,7 +268,7 @@ pub async fn refresh_restores_a_missing_node(env: Env) {
         "restored with the lock timeout, PTTL {pttl}"
     );
     assert!(g.is_acquired());
-    assert_eq!(losses.count(), 0, "{:?}", losses.messages());
+    losses.assert_none();
     g.release().await.unwrap();
     assert_eq!(gets(&env.nodes), NONE);
 }
@@ -392,29 +290,15 @@ pub async fn reuse(env: Env) {
 /// RLM-17: one attempt with an unlimited acquire timeout terminates.
 pub async fn attempt_limit(env: Env) {
     let g = mutex(&env, t()).acquire().await.unwrap();
-    let options = t_builder()
-        .acquire_timeout(Duration::MAX)
-        .max_attempts(1)
-        .build()
-        .unwrap();
-    let err = mutex(&env, options).acquire().await.unwrap_err();
-    assert!(err.is_timeout(), "{err:?}");
-    assert!(
-        err.to_string()
-            .starts_with("Acquire redlock-mutex mutex:key timeout"),
-        "{err}"
-    );
-    assert!(err.to_string().contains("limit of 1 attempt(s)"), "{err}");
+    let err = mutex(&env, single_attempt()).acquire().await.unwrap_err();
+    assert_timeout(&err, "Acquire redlock-mutex mutex:key timeout");
+    assert_attempt_limit(&err);
     g.release().await.unwrap();
 }
 
 /// RLM-18/19: every node holds the id with the lock timeout as TTL.
 pub async fn ttl_is_the_lock_timeout(env: Env) {
-    let options = t_builder()
-        .refresh_interval(Duration::ZERO)
-        .identifier("111")
-        .build()
-        .unwrap();
+    let options = no_refresh().identifier("111").build().unwrap();
     let g = RedlockMutex::with_options(env.backends(), "key2", options)
         .unwrap()
         .acquire()
@@ -447,23 +331,10 @@ pub async fn keys_are_independent(env: Env) {
 /// RLM-25/26, GAP-07: releasing a hold that is gone everywhere reports the
 /// loss without an error from any node, and leaves other values alone.
 pub async fn release_when_gone(env: Env) {
-    let options = t_builder()
-        .refresh_interval(Duration::ZERO)
-        .build()
-        .unwrap();
+    let options = no_refresh().build().unwrap();
     let g = mutex(&env, options.clone()).acquire().await.unwrap();
     env.nodes.iter().for_each(|n| n.del(KEY));
-    let err = g.release().await.unwrap_err();
-    assert!(
-        matches!(
-            err,
-            LockError::Lost {
-                reason: LostReason::Gone,
-                ..
-            }
-        ),
-        "{err:?}"
-    );
+    assert_lost!(g.release().await.unwrap_err(), LostReason::Gone);
 
     let g = mutex(&env, options).acquire().await.unwrap();
     env.nodes[0].set(KEY, "other");
@@ -481,7 +352,7 @@ pub async fn drop_releases(env: Env) {
     let g = mutex(&env, t()).acquire().await.unwrap();
     assert_eq!(gets(&env.nodes), all(g.identifier()));
     drop(g);
-    wait_for(
+    wait_until(
         "the dropped guard is released everywhere",
         Duration::from_secs(2),
         || gets(&env.nodes) == NONE,
@@ -492,14 +363,8 @@ pub async fn drop_releases(env: Env) {
 /// The scoped form runs the work under the lock and releases after it.
 pub async fn with_lock_runs_and_releases(env: Env) {
     let nodes = env.nodes.clone();
-    let seen = mutex(&env, t())
-        .with_lock(|| async move {
-            let v = gets(&nodes);
-            sleep(ms(20)).await;
-            v
-        })
-        .await
-        .unwrap();
+    let m = mutex(&env, t());
+    let seen = observed_under_lock(move || gets(&nodes), |work| m.with_lock(|| work)).await;
     assert!(
         seen.iter().all(|v| v.is_some() && *v == seen[0]),
         "held on every node: {seen:?}"
@@ -510,24 +375,12 @@ pub async fn with_lock_runs_and_releases(env: Env) {
 /// The scoped form drops the work when quorum is lost mid-way.
 pub async fn with_lock_stops_work_on_loss(env: Env) {
     let nodes = env.nodes.clone();
-    let finished = Arc::new(AtomicUsize::new(0));
-    let f = finished.clone();
-    let start = Instant::now();
-    let err = mutex(&env, t())
-        .with_lock(|| async move {
-            nodes[0].del(KEY);
-            nodes[1].set(KEY, "222");
-            sleep(Duration::from_secs(5)).await;
-            f.fetch_add(1, Ordering::SeqCst);
-        })
-        .await
-        .unwrap_err();
-    assert!(err.is_lost(), "{err}");
-    assert!(
-        start.elapsed() < Duration::from_secs(3),
-        "work was not dropped at the loss"
-    );
-    assert_eq!(finished.load(Ordering::SeqCst), 0);
+    let m = mutex(&env, t());
+    let break_quorum = move || {
+        nodes[0].del(KEY);
+        nodes[1].set(KEY, "222");
+    };
+    assert_work_dropped_on_loss(break_quorum, |work| m.with_lock(|| work)).await;
     assert_eq!(
         gets(&env.nodes),
         [None, Some("222".into()), None],
@@ -537,7 +390,7 @@ pub async fn with_lock_stops_work_on_loss(env: Env) {
 
 /// One instance with a fixed identifier never holds twice.
 pub async fn fixed_identifier_holds_once(env: Env) {
-    let m = mutex(&env, t_builder().identifier("solo").build().unwrap());
+    let m = mutex(&env, fixed_identifier("solo"));
     let g = m.acquire().await.unwrap();
     let err = m.try_acquire().await.unwrap_err();
     assert!(matches!(err, LockError::AlreadyHeld { .. }), "{err}");
@@ -549,30 +402,7 @@ pub async fn fixed_identifier_holds_once(env: Env) {
 
 /// One shared instance serialises tasks.
 pub async fn shared_instance_serialises_tasks(env: Env) {
-    let m = mutex(
-        &env,
-        t_builder()
-            .acquire_timeout(Duration::from_secs(20))
-            .build()
-            .unwrap(),
-    );
-    let inside = Arc::new(AtomicUsize::new(0));
-    let tasks = (0..4).map(|_| {
-        let (m, inside) = (m.clone(), inside.clone());
-        async move {
-            for _ in 0..3 {
-                let g = m.acquire().await.unwrap();
-                assert_eq!(
-                    inside.fetch_add(1, Ordering::SeqCst),
-                    0,
-                    "two holders at once"
-                );
-                sleep(ms(2)).await;
-                inside.fetch_sub(1, Ordering::SeqCst);
-                g.release().await.unwrap();
-            }
-        }
-    });
-    futures::future::join_all(tasks).await;
+    let m = mutex(&env, waiting(Duration::from_secs(20)));
+    count_holders(4, 3, ms(2), 1, || m.acquire()).await;
     assert_eq!(gets(&env.nodes), NONE);
 }

@@ -1,0 +1,70 @@
+//! The Redlock validity rule, on mock nodes with per-node latency.
+
+use std::time::{Duration, Instant};
+
+use redsem_core::{LockOptions, RedlockMutex};
+use redsem_mock::MockBackend;
+
+use crate::common::scenarios::redlock::MUTEX_KEY;
+use crate::common::timing::ms;
+use crate::common::Env;
+
+/// GAP-12 validity (mock only: needs per-node latency). When every node
+/// says yes but the attempt took longer than the lock timeout minus the
+/// drift allowance, the acquisition does not count: it is undone and the
+/// acquire times out. A quick attempt's validity runs from the attempt's
+/// start: lock timeout minus the drift allowance (1% + 2 ms).
+pub async fn validity_excludes_slow_quorums(env: Env) {
+    if !env.mock {
+        return;
+    }
+    let nodes: Vec<MockBackend> = (0..3).map(|_| MockBackend::new()).collect();
+    nodes[2].set_latency(ms(300));
+    let options = LockOptions::builder()
+        .lock_timeout(ms(200))
+        .refresh_interval(ms(100))
+        .command_timeout(Duration::from_secs(2))
+        .acquire_timeout(ms(500))
+        .build()
+        .unwrap();
+    let slow = RedlockMutex::with_options(nodes.clone(), "key", options).unwrap();
+    let err = slow.acquire().await.unwrap_err();
+    assert!(err.is_timeout(), "every node said yes, too late: {err:?}");
+    assert!(
+        nodes[0].script_calls("mutex_release") >= 1,
+        "the late quorum was not undone"
+    );
+    assert!(
+        nodes[1].script_calls("mutex_release") >= 1,
+        "the late quorum was not undone"
+    );
+    for n in &nodes {
+        assert_eq!(n.get(MUTEX_KEY), None);
+    }
+
+    nodes[2].set_latency(ms(50));
+    let options = LockOptions::builder()
+        .lock_timeout(Duration::from_secs(1))
+        .build()
+        .unwrap();
+    let quick = RedlockMutex::with_options(nodes.clone(), "key", options).unwrap();
+    let before = Instant::now();
+    let g = quick.acquire().await.unwrap();
+    let after = Instant::now();
+    let usable = ms(1000 - 12);
+    assert!(
+        g.valid_until() >= before + usable,
+        "validity {:?} short",
+        g.valid_until() - before
+    );
+    assert!(
+        g.valid_until() <= after + usable - ms(50),
+        "validity must not count the 50ms the attempt took: {:?} left at return",
+        g.valid_until() - after
+    );
+    assert!(g.is_acquired());
+    g.release().await.unwrap();
+    for n in &nodes {
+        assert_eq!(n.get(MUTEX_KEY), None);
+    }
+}
