@@ -168,3 +168,70 @@ fn fred_awaited_from_futures_block_on() {
     let env = rt.block_on(one_real_node(fred));
     futures::executor::block_on(hold_past_lock_timeout(|| reuse(&env)));
 }
+
+/// A tokio runtime shut down under held locks (its client futures then
+/// panic when polled) must not break redsem's background thread: locks on
+/// other runtimes keep refreshing, and the orphaned hold is reported lost.
+#[test]
+fn a_runtime_shut_down_under_held_locks_breaks_nothing_else() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use common::timing::t_builder;
+    use redsem_core::Mutex;
+
+    let server = common::real_node::start_server();
+    let lost = Arc::new(AtomicUsize::new(0));
+    let count = lost.clone();
+    let options = t_builder()
+        .on_lock_lost(move |_| {
+            count.fetch_add(1, Ordering::SeqCst);
+        })
+        .build()
+        .unwrap();
+
+    let doomed = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let orphan = doomed.block_on(async {
+        // A ConnectionManager reconnects with tokio timers, which panic once
+        // their runtime is gone.
+        let client = redsem_redis::redis::Client::open(server.url()).unwrap();
+        let config = redsem_redis::redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(std::time::Duration::from_millis(500)));
+        let manager = redsem_redis::redis::aio::ConnectionManager::new_with_config(client, config)
+            .await
+            .unwrap();
+        let backend: Arc<dyn RedisBackend> = Arc::new(RedisRsBackend::new(manager));
+        Mutex::with_options(backend, "orphan", options)
+            .unwrap()
+            .acquire()
+            .await
+            .unwrap()
+    });
+    drop(doomed); // the orphan's refresh now polls a client whose runtime is gone
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let backend = redis_rs(server.url()).await;
+        let mutex = Mutex::with_options(backend, "alive", t_builder().build().unwrap()).unwrap();
+        let guard = mutex.acquire().await.unwrap();
+        sleep(OUTLIVE).await; // refresh ticks of both holds ran meanwhile
+        assert!(guard.is_acquired(), "refresh stopped for a healthy lock");
+        let key = server.command(&["GET", "mutex:alive"]).unwrap();
+        assert_eq!(key.as_str(), Some(guard.identifier()));
+        guard.release().await.unwrap();
+    });
+    assert!(!orphan.is_acquired());
+    assert_eq!(
+        lost.load(Ordering::SeqCst),
+        1,
+        "the orphaned hold is reported lost once"
+    );
+    drop(orphan);
+}

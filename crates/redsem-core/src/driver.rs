@@ -17,7 +17,10 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::thread::Thread;
 use std::time::Instant;
 
+use std::panic::AssertUnwindSafe;
+
 use futures::stream::{FuturesUnordered, StreamExt};
+use futures::FutureExt;
 
 /// A job run on the driver thread.
 pub(crate) type Job = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
@@ -138,14 +141,14 @@ impl Driver {
     fn run(self: Arc<Self>) {
         let waker = Waker::from(Arc::new(Unpark(self.clone())));
         let mut cx = Context::from_waker(&waker);
-        let mut jobs: FuturesUnordered<Job> = FuturesUnordered::new();
+        let mut jobs = FuturesUnordered::new();
         let mut due = Vec::new();
         loop {
             self.notified.store(false, Ordering::Release);
             let now = Instant::now();
             {
                 let mut st = self.lock();
-                jobs.extend(st.new_jobs.drain(..));
+                jobs.extend(st.new_jobs.drain(..).map(guard_job));
                 while let Some(entry) = st.timers.first_entry() {
                     if entry.key().0 > now {
                         break;
@@ -157,10 +160,12 @@ impl Driver {
             for fire in due.drain(..) {
                 match fire {
                     Fire::Wake(w) => w.wake(),
-                    Fire::Start(make) => jobs.push(make()),
+                    Fire::Start(make) => jobs.push(guard_job(make())),
                 }
             }
-            while let Poll::Ready(Some(())) = jobs.poll_next_unpin(&mut cx) {}
+            // A panicking job is dropped; the thread, and every other
+            // lock's refresh, goes on.
+            while let Poll::Ready(Some(_)) = jobs.poll_next_unpin(&mut cx) {}
             if self.notified.load(Ordering::Acquire) {
                 continue;
             }
@@ -176,6 +181,12 @@ impl Driver {
             }
         }
     }
+}
+
+type GuardedJob = futures::future::CatchUnwind<AssertUnwindSafe<Job>>;
+
+fn guard_job(job: Job) -> GuardedJob {
+    AssertUnwindSafe(job).catch_unwind()
 }
 
 struct Unpark(Arc<Driver>);

@@ -8,7 +8,7 @@ use crate::backend::RedisBackend;
 use crate::commands::Commands;
 use crate::error::{BackendError, LockError, LockKind, LostReason};
 use crate::protocol::{Protocol, Refreshed};
-use crate::time::within;
+use crate::time::bounded_call;
 
 /// `C`'s commands on one backend.
 #[derive(Debug)]
@@ -52,11 +52,8 @@ impl<C: Commands, B: RedisBackend + 'static> Protocol for SingleNode<C, B> {
         started: Instant,
         bound: Duration,
     ) -> Result<Option<Instant>, LockError> {
-        let call = within(bound, self.commands.acquire(&self.backend, id, ttl_ms));
-        match call
-            .await
-            .unwrap_or_else(|_| Err(BackendError::timeout(bound)))
-        {
+        let call = self.commands.acquire(&self.backend, id, ttl_ms);
+        match bounded_call(bound, call).await {
             Ok(true) => Ok(Some(valid_until(started, ttl_ms))),
             Ok(false) => Ok(None),
             Err(e) => Err(self.error("acquire", e)),
@@ -70,25 +67,20 @@ impl<C: Commands, B: RedisBackend + 'static> Protocol for SingleNode<C, B> {
         started: Instant,
         bound: Duration,
     ) -> Result<Refreshed, BackendError> {
-        let call = within(bound, self.commands.refresh(&self.backend, id, ttl_ms));
-        Ok(
-            if call
-                .await
-                .unwrap_or_else(|_| Err(BackendError::timeout(bound)))?
-            {
-                Refreshed::Extended {
-                    valid_until: valid_until(started, ttl_ms),
-                }
-            } else {
-                Refreshed::Lost(LostReason::Gone)
-            },
-        )
+        let call = self.commands.refresh(&self.backend, id, ttl_ms);
+        Ok(if bounded_call(bound, call).await? {
+            Refreshed::Extended {
+                valid_until: valid_until(started, ttl_ms),
+            }
+        } else {
+            Refreshed::Lost(LostReason::Gone)
+        })
     }
 
     async fn release(&self, id: &str, bound: Duration) -> Result<bool, LockError> {
-        let call = within(bound, self.commands.release(&self.backend, id));
-        call.await
-            .unwrap_or_else(|_| Err(BackendError::timeout(bound)))
+        let call = self.commands.release(&self.backend, id);
+        bounded_call(bound, call)
+            .await
             .map_err(|e| self.error("release", e))
     }
 }

@@ -6,7 +6,13 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use std::any::Any;
+use std::panic::AssertUnwindSafe;
+
 use futures::future::{select, Either};
+use futures::FutureExt;
+
+use crate::error::{BackendError, BackendErrorKind};
 
 use crate::driver::{driver, Fire, TimerKey};
 
@@ -85,6 +91,33 @@ pub(crate) async fn within<F: Future>(bound: Duration, fut: F) -> Result<F::Outp
     }
 }
 
+/// Runs one backend call: its result, a timeout error when `bound` passes
+/// first, or an error when the call panics. A backend whose client panics
+/// (for example a tokio client polled after its runtime shut down) must not
+/// take redsem's background thread, or the caller, down with it.
+pub(crate) async fn bounded_call<F, T>(bound: Duration, call: F) -> Result<T, BackendError>
+where
+    F: Future<Output = Result<T, BackendError>>,
+{
+    match within(bound, AssertUnwindSafe(call).catch_unwind()).await {
+        Ok(Ok(result)) => result,
+        Ok(Err(panic)) => Err(BackendError::new(
+            BackendErrorKind::Other,
+            format!("the backend panicked: {}", panic_message(&*panic)),
+        )),
+        Err(Elapsed) => Err(BackendError::timeout(bound)),
+    }
+}
+
+/// The message of a caught panic, when it has one.
+pub(crate) fn panic_message(panic: &(dyn Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)")
+}
+
 /// A time bound passed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Elapsed;
@@ -110,6 +143,25 @@ mod tests {
         assert_eq!(out, Err(Elapsed));
         let out = futures::executor::block_on(within(Duration::from_secs(5), async { 7 }));
         assert_eq!(out, Ok(7));
+    }
+
+    #[test]
+    fn bounded_call_turns_panics_and_timeouts_into_errors() {
+        let panicking = bounded_call(Duration::from_secs(1), async {
+            if true {
+                panic!("client gone");
+            }
+            Ok::<(), BackendError>(())
+        });
+        let err = futures::executor::block_on(panicking).unwrap_err();
+        assert_eq!(err.kind(), BackendErrorKind::Other);
+        assert!(err.message().contains("client gone"), "{err}");
+        let hanging = bounded_call(
+            Duration::from_millis(10),
+            futures::future::pending::<Result<(), _>>(),
+        );
+        let err = futures::executor::block_on(hanging).unwrap_err();
+        assert_eq!(err.kind(), BackendErrorKind::Timeout);
     }
 
     #[test]

@@ -8,9 +8,9 @@ use futures::future::join_all;
 
 use crate::backend::RedisBackend;
 use crate::commands::Commands;
-use crate::error::{BackendError, LockError, LockKind, LostReason, NodeFailure};
+use crate::error::{BackendError, BackendErrorKind, LockError, LockKind, LostReason, NodeFailure};
 use crate::protocol::{Protocol, Refreshed};
-use crate::time::within;
+use crate::time::bounded_call;
 
 /// Votes needed among `nodes`: `nodes / 2 + 1`.
 ///
@@ -58,11 +58,13 @@ impl<C: Commands, B: RedisBackend + 'static> Redlock<C, B> {
             let fut = pick(i).then(|| call(node));
             async move {
                 let Some(fut) = fut else { return Vote::No };
-                match within(bound, fut).await {
-                    Ok(Ok(true)) => Vote::Yes,
-                    Ok(Ok(false)) => Vote::No,
-                    Ok(Err(e)) => Vote::Failed(e.to_string()),
-                    Err(_) => Vote::Failed(format!("timed out after {bound:?}")),
+                match bounded_call(bound, fut).await {
+                    Ok(true) => Vote::Yes,
+                    Ok(false) => Vote::No,
+                    Err(e) if e.kind() == BackendErrorKind::Timeout => {
+                        Vote::Failed(format!("timed out after {bound:?}"))
+                    }
+                    Err(e) => Vote::Failed(e.to_string()),
                 }
             }
         }))
