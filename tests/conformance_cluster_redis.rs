@@ -13,10 +13,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::cluster_node::{
-    check_deny_list, cluster_scenario_list, exclusive, keys_on_every_master, reset_cluster,
-    run_on_cluster, runtime, shared, Scenario,
-};
+use common::cluster_node::{cluster_conformance_tests, cluster_scenario_list, shared};
 use common::scenarios::*;
 use redsem_core::RedisBackend;
 use redsem_redis::redis::cluster::ClusterClient;
@@ -34,47 +31,4 @@ async fn connect() -> Arc<dyn RedisBackend> {
     Arc::new(RedisRsBackend::new(conn))
 }
 
-fn single_node_list() -> Vec<Scenario> {
-    single_node_scenarios!(cluster_scenario_list)
-}
-
-fn semaphore_list() -> Vec<Scenario> {
-    semaphore_scenarios!(cluster_scenario_list)
-}
-
-fn multi_semaphore_list() -> Vec<Scenario> {
-    multi_semaphore_scenarios!(cluster_scenario_list)
-}
-
-#[test]
-fn single_node_scenarios_on_cluster() {
-    run_on_cluster("single_node", single_node_list(), connect);
-}
-
-#[test]
-fn semaphore_scenarios_on_cluster() {
-    run_on_cluster("semaphore", semaphore_list(), connect);
-}
-
-#[test]
-fn multi_semaphore_scenarios_on_cluster() {
-    run_on_cluster("multi_semaphore", multi_semaphore_list(), connect);
-}
-
-#[test]
-fn deny_list_names_scenarios() {
-    check_deny_list(&[
-        &single_node_list(),
-        &semaphore_list(),
-        &multi_semaphore_list(),
-    ]);
-}
-
-/// Mutexes on every master at once through one connection; scripts load
-/// lazily on the master that owns the key.
-#[test]
-fn keys_on_every_master_and_lazy_scripts() {
-    let _serial = exclusive();
-    reset_cluster();
-    runtime().block_on(async { keys_on_every_master(connect().await).await });
-}
+cluster_conformance_tests!(connect);

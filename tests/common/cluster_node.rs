@@ -455,3 +455,63 @@ pub async fn keys_on_every_master(backend: Arc<dyn RedisBackend>) {
         }
     }
 }
+
+/// Expands to the cluster test binary's tests for the backend that
+/// `$connect()` builds: one `#[test]` per scenario list, the deny-list
+/// check, and the keys-on-every-master check.
+macro_rules! cluster_conformance_tests {
+    ($connect:path) => {
+        fn single_node_list() -> Vec<common::cluster_node::Scenario> {
+            single_node_scenarios!(cluster_scenario_list)
+        }
+
+        fn semaphore_list() -> Vec<common::cluster_node::Scenario> {
+            semaphore_scenarios!(cluster_scenario_list)
+        }
+
+        fn multi_semaphore_list() -> Vec<common::cluster_node::Scenario> {
+            multi_semaphore_scenarios!(cluster_scenario_list)
+        }
+
+        #[test]
+        fn single_node_scenarios_on_cluster() {
+            common::cluster_node::run_on_cluster("single_node", single_node_list(), $connect);
+        }
+
+        #[test]
+        fn semaphore_scenarios_on_cluster() {
+            common::cluster_node::run_on_cluster("semaphore", semaphore_list(), $connect);
+        }
+
+        #[test]
+        fn multi_semaphore_scenarios_on_cluster() {
+            common::cluster_node::run_on_cluster(
+                "multi_semaphore",
+                multi_semaphore_list(),
+                $connect,
+            );
+        }
+
+        #[test]
+        fn deny_list_names_scenarios() {
+            common::cluster_node::check_deny_list(&[
+                &single_node_list(),
+                &semaphore_list(),
+                &multi_semaphore_list(),
+            ]);
+        }
+
+        /// Mutexes on every master at once through one connection; scripts
+        /// load lazily on the master that owns the key.
+        #[test]
+        fn keys_on_every_master_and_lazy_scripts() {
+            let _serial = common::cluster_node::exclusive();
+            common::cluster_node::reset_cluster();
+            common::cluster_node::runtime().block_on(async {
+                common::cluster_node::keys_on_every_master($connect().await).await
+            });
+        }
+    };
+}
+
+pub(crate) use cluster_conformance_tests;
