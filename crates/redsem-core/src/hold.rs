@@ -304,9 +304,13 @@ impl Drop for Hold {
 /// The first tick `acquired_at + k * interval` after `now` (k ≥ 1). Ticks
 /// missed while a refresh ran are skipped, not queued.
 fn next_tick(acquired_at: Instant, interval: Duration, now: Instant) -> Instant {
-    let since = now.saturating_duration_since(acquired_at);
-    let done = (since.as_nanos() / interval.as_nanos().max(1)) as u32;
-    acquired_at + interval * done.saturating_add(1)
+    let step = interval.as_nanos().max(1);
+    let since = now.saturating_duration_since(acquired_at).as_nanos();
+    let offset = (since / step + 1).saturating_mul(step);
+    let offset = Duration::from_nanos(u64::try_from(offset).unwrap_or(u64::MAX));
+    acquired_at
+        .checked_add(offset)
+        .unwrap_or_else(crate::time::far_future)
 }
 
 #[cfg(test)]
@@ -323,5 +327,9 @@ mod tests {
         assert_eq!(next_tick(t0, ms(80), t0 + ms(80)), t0 + ms(160));
         // a refresh that ran from 80 to 180 ms skips the tick at 160
         assert_eq!(next_tick(t0, ms(80), t0 + ms(180)), t0 + ms(240));
+        // tiny intervals over long holds neither wrap nor overflow
+        let us = Duration::from_micros(1);
+        let later = t0 + Duration::from_secs(5 * 3600);
+        assert_eq!(next_tick(t0, us, later), later + us);
     }
 }
