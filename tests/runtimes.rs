@@ -16,11 +16,33 @@ use redsem_fred::fred::prelude::*;
 use redsem_fred::FredBackend;
 use redsem_redis::RedisRsBackend;
 
-/// Both scenarios, one after the other.
-async fn hold_past_lock_timeout(make_env: impl Fn() -> Env) {
-    mutex::refresh_keeps_the_lock(make_env()).await;
-    mutex::drop_releases(make_env()).await;
-    multi_semaphore_held_past_lock_timeout(make_env()).await;
+/// The scenarios, one after the other, on the same nodes.
+async fn hold_past_lock_timeout(env: &Env) {
+    mutex::refresh_keeps_the_lock(reuse(env)).await;
+    mutex::drop_releases(reuse(env)).await;
+    multi_semaphore_held_past_lock_timeout(reuse(env)).await;
+}
+
+fn reuse(env: &Env) -> Env {
+    Env {
+        nodes: env.nodes.clone(),
+        mock: env.mock,
+    }
+}
+
+fn current_thread() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn multi_thread(workers: usize) -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 async fn multi_semaphore_held_past_lock_timeout(env: Env) {
@@ -38,26 +60,23 @@ async fn multi_semaphore_held_past_lock_timeout(env: Env) {
 
 #[test]
 fn mock_under_futures_block_on() {
-    futures::executor::block_on(hold_past_lock_timeout(|| mock_env(1)));
+    futures::executor::block_on(hold_past_lock_timeout(&mock_env(1)));
 }
 
 #[test]
 fn mock_under_async_io_block_on() {
-    async_io::block_on(hold_past_lock_timeout(|| mock_env(1)));
+    async_io::block_on(hold_past_lock_timeout(&mock_env(1)));
 }
 
 #[test]
 fn mock_under_smol() {
-    smol::block_on(hold_past_lock_timeout(|| mock_env(1)));
+    smol::block_on(hold_past_lock_timeout(&mock_env(1)));
 }
 
 #[test]
 fn mock_under_tokio_current_thread() {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(hold_past_lock_timeout(|| mock_env(1)));
+    let rt = current_thread();
+    rt.block_on(hold_past_lock_timeout(&mock_env(1)));
 }
 
 async fn redis_rs(url: String) -> Arc<dyn RedisBackend> {
@@ -73,35 +92,21 @@ where
     real_env(1, connect).await
 }
 
-fn reuse(env: &Env) -> Env {
-    Env {
-        nodes: env.nodes.clone(),
-        mock: env.mock,
-    }
-}
-
 #[test]
 fn redis_rs_under_tokio_current_thread() {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = current_thread();
     rt.block_on(async {
         let env = one_real_node(redis_rs).await;
-        hold_past_lock_timeout(|| reuse(&env)).await;
+        hold_past_lock_timeout(&env).await;
     });
 }
 
 #[test]
 fn redis_rs_under_tokio_multi_thread() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = multi_thread(2);
     rt.block_on(async {
         let env = one_real_node(redis_rs).await;
-        hold_past_lock_timeout(|| reuse(&env)).await;
+        hold_past_lock_timeout(&env).await;
     });
 }
 
@@ -110,7 +115,7 @@ fn redis_rs_under_smol() {
     // No tokio context here: redis-rs runs on smol (smol-comp).
     smol::block_on(async {
         let env = one_real_node(redis_rs).await;
-        hold_past_lock_timeout(|| reuse(&env)).await;
+        hold_past_lock_timeout(&env).await;
     });
 }
 
@@ -118,13 +123,9 @@ fn redis_rs_under_smol() {
 fn redis_rs_from_block_on_with_tokio_elsewhere() {
     // The connection lives on a tokio runtime; the locks are awaited from a
     // plain `block_on` on this thread.
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = multi_thread(1);
     let env = rt.block_on(one_real_node(redis_rs));
-    futures::executor::block_on(hold_past_lock_timeout(|| reuse(&env)));
+    futures::executor::block_on(hold_past_lock_timeout(&env));
 }
 
 async fn fred(url: String) -> Arc<dyn RedisBackend> {
@@ -137,36 +138,25 @@ async fn fred(url: String) -> Arc<dyn RedisBackend> {
 
 #[test]
 fn fred_under_tokio_current_thread() {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = current_thread();
     rt.block_on(async {
         let env = one_real_node(fred).await;
-        hold_past_lock_timeout(|| reuse(&env)).await;
+        hold_past_lock_timeout(&env).await;
     });
 }
 
 #[test]
 fn fred_awaited_from_smol_with_its_runtime_on_another_thread() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = multi_thread(1);
     let env = rt.block_on(one_real_node(fred));
-    smol::block_on(hold_past_lock_timeout(|| reuse(&env)));
+    smol::block_on(hold_past_lock_timeout(&env));
 }
 
 #[test]
 fn fred_awaited_from_futures_block_on() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = multi_thread(1);
     let env = rt.block_on(one_real_node(fred));
-    futures::executor::block_on(hold_past_lock_timeout(|| reuse(&env)));
+    futures::executor::block_on(hold_past_lock_timeout(&env));
 }
 
 /// A tokio runtime shut down under held locks (its client futures then
@@ -189,11 +179,7 @@ fn a_runtime_shut_down_under_held_locks_breaks_nothing_else() {
         .build()
         .unwrap();
 
-    let doomed = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
+    let doomed = multi_thread(1);
     let orphan = doomed.block_on(async {
         // A ConnectionManager reconnects with tokio timers, which panic once
         // their runtime is gone.
@@ -212,11 +198,7 @@ fn a_runtime_shut_down_under_held_locks_breaks_nothing_else() {
     });
     drop(doomed); // the orphan's refresh now polls a client whose runtime is gone
 
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = multi_thread(1);
     rt.block_on(async {
         let backend = redis_rs(server.url()).await;
         let mutex = Mutex::with_options(backend, "alive", t_builder().build().unwrap()).unwrap();
