@@ -7,7 +7,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::runner::run_on_real_redis;
+use common::runner::real_redis_tests;
 use common::scenarios::*;
 use redsem_core::RedisBackend;
 use redsem_redis::redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -29,16 +29,7 @@ async fn connect(url: String) -> Arc<dyn RedisBackend> {
     Arc::new(RedisRsBackend::new(manager))
 }
 
-macro_rules! scenario_tests {
-    ($($name:ident: $nodes:expr => $path:path,)*) => {$(
-        #[test]
-        fn $name() {
-            run_on_real_redis($nodes, connect, $path);
-        }
-    )*};
-}
-
-single_node_scenarios!(scenario_tests);
-semaphore_scenarios!(scenario_tests);
-multi_semaphore_scenarios!(scenario_tests);
-redlock_scenarios!(scenario_tests);
+single_node_scenarios!(real_redis_tests);
+semaphore_scenarios!(real_redis_tests);
+multi_semaphore_scenarios!(real_redis_tests);
+redlock_scenarios!(real_redis_tests);

@@ -28,3 +28,16 @@ where
 {
     tokio_runtime().block_on(async { scenario(real_env(nodes, connect).await).await });
 }
+
+/// Expands a scenario list into one `#[test]` per scenario, each on fresh
+/// private redis-servers connected through the binary's own `connect(url)`.
+macro_rules! real_redis_tests {
+    ($($name:ident: $nodes:expr => $path:path,)*) => {$(
+        #[test]
+        fn $name() {
+            common::runner::run_on_real_redis($nodes, connect, $path);
+        }
+    )*};
+}
+
+pub(crate) use real_redis_tests;
