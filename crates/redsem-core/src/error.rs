@@ -275,9 +275,15 @@ pub enum BackendErrorKind {
     Connection,
     /// The call did not finish in time; retrying may help.
     Timeout,
-    /// Redis answered with an error reply (a script error, a wrong type, a
-    /// cluster redirect the client did not follow).
+    /// Redis answered with an error reply that it will repeat (a script
+    /// error, a wrong type, a missing permission).
     Server,
+    /// Redis answered with an error reply that says it cannot serve the
+    /// command *right now*: it is loading its data (`LOADING`), busy with a
+    /// script (`BUSY`), a replica during a failover (`READONLY`,
+    /// `MASTERDOWN`), or a cluster in transition (`TRYAGAIN`, `CLUSTERDOWN`,
+    /// `MOVED`/`ASK` the client did not follow). Retrying later can help.
+    Unavailable,
     /// The reply had a shape redsem did not expect.
     UnexpectedReply,
     /// Anything else.
@@ -291,6 +297,7 @@ impl fmt::Display for BackendErrorKind {
             BackendErrorKind::Connection => "connection error",
             BackendErrorKind::Timeout => "timed out",
             BackendErrorKind::Server => "server error",
+            BackendErrorKind::Unavailable => "server unavailable",
             BackendErrorKind::UnexpectedReply => "unexpected reply",
             BackendErrorKind::Other => "error",
         })
@@ -349,13 +356,76 @@ impl BackendError {
         &self.message
     }
 
-    /// Whether retrying the same call later can help (connection problems
-    /// and timeouts), as opposed to errors the server will repeat.
+    /// An error for the Redis error reply `reply` (such as
+    /// `"READONLY You can't write against a read only replica."`), of kind
+    /// [`BackendErrorKind::NoScript`], [`BackendErrorKind::Unavailable`] or
+    /// [`BackendErrorKind::Server`] by its error code (see
+    /// [`BackendErrorKind::of_server_reply`]).
+    ///
+    /// ```
+    /// use redsem_core::{BackendError, BackendErrorKind};
+    /// let err = BackendError::server_reply("LOADING Redis is loading the dataset in memory");
+    /// assert_eq!(err.kind(), BackendErrorKind::Unavailable);
+    /// assert!(err.is_retryable());
+    /// ```
+    pub fn server_reply(reply: impl Into<String>) -> Self {
+        let reply = reply.into();
+        BackendError::new(BackendErrorKind::of_server_reply(&reply), reply)
+    }
+
+    /// Whether retrying the same call later can help (connection problems,
+    /// timeouts, a server that is temporarily unavailable), as opposed to
+    /// errors the server will repeat.
     pub fn is_retryable(&self) -> bool {
         matches!(
             self.kind,
-            BackendErrorKind::Connection | BackendErrorKind::Timeout
+            BackendErrorKind::Connection
+                | BackendErrorKind::Timeout
+                | BackendErrorKind::Unavailable
         )
+    }
+}
+
+/// Error codes with which a healthy deployment answers while it is loading,
+/// failing over or resharding: the command can succeed later.
+const TRANSIENT_CODES: [&str; 8] = [
+    "LOADING",
+    "BUSY",
+    "READONLY",
+    "MASTERDOWN",
+    "TRYAGAIN",
+    "CLUSTERDOWN",
+    "MOVED",
+    "ASK",
+];
+
+impl BackendErrorKind {
+    /// The kind of a Redis error reply, by its leading error code:
+    /// `NOSCRIPT` is [`NoScript`](Self::NoScript); `LOADING`, `BUSY`,
+    /// `READONLY`, `MASTERDOWN`, `TRYAGAIN`, `CLUSTERDOWN`, `MOVED` and `ASK`
+    /// are [`Unavailable`](Self::Unavailable); anything else (`ERR`,
+    /// `WRONGTYPE`, `NOPERM`, ...) is [`Server`](Self::Server). Adapters use
+    /// it so every client classifies replies alike.
+    ///
+    /// ```
+    /// use redsem_core::BackendErrorKind;
+    /// assert_eq!(BackendErrorKind::of_server_reply("READONLY You can't write"), BackendErrorKind::Unavailable);
+    /// assert_eq!(BackendErrorKind::of_server_reply("NOPERM no permission"), BackendErrorKind::Server);
+    /// assert_eq!(BackendErrorKind::of_server_reply("NOSCRIPT No matching script"), BackendErrorKind::NoScript);
+    /// ```
+    pub fn of_server_reply(reply: &str) -> BackendErrorKind {
+        let code = reply
+            .trim_start_matches('-')
+            .split_whitespace()
+            .next()
+            .unwrap_or("");
+        if code == "NOSCRIPT" {
+            BackendErrorKind::NoScript
+        } else if TRANSIENT_CODES.contains(&code) {
+            BackendErrorKind::Unavailable
+        } else {
+            BackendErrorKind::Server
+        }
     }
 }
 
@@ -409,5 +479,25 @@ mod tests {
         assert!(BackendError::new(BackendErrorKind::Connection, "x").is_retryable());
         assert!(BackendError::timeout(Duration::from_millis(5)).is_retryable());
         assert!(!BackendError::new(BackendErrorKind::Server, "ERR").is_retryable());
+        for reply in [
+            "LOADING Redis is loading the dataset in memory",
+            "BUSY Redis is busy running a script.",
+            "READONLY You can't write against a read only replica.",
+            "MASTERDOWN Link with MASTER is down",
+            "TRYAGAIN Multiple keys request during rehashing of slot",
+            "CLUSTERDOWN The cluster is down",
+            "MOVED 3999 127.0.0.1:6381",
+            "ASK 3999 127.0.0.1:6381",
+        ] {
+            assert!(BackendError::server_reply(reply).is_retryable(), "{reply}");
+        }
+        for reply in [
+            "ERR user_script:1: boom",
+            "WRONGTYPE Operation",
+            "NOPERM x",
+            "BUSYGROUP x",
+        ] {
+            assert!(!BackendError::server_reply(reply).is_retryable(), "{reply}");
+        }
     }
 }
