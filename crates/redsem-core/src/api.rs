@@ -6,7 +6,7 @@
 macro_rules! lock_methods {
     ($ty:ident, $($bounds:tt)+) => {
         impl<B: $($bounds)+> $ty<B> {
-            fn dyn_core(&self) -> std::sync::Arc<crate::engine::DynCore> {
+            fn dyn_core(&self) -> std::sync::Arc<crate::lock_core::DynCore> {
                 self.core.clone()
             }
 
@@ -31,7 +31,7 @@ macro_rules! lock_methods {
             /// background; either way nothing stays held longer than the lock
             /// timeout.
             pub async fn acquire(&self) -> Result<crate::LockGuard, crate::LockError> {
-                crate::engine::acquire_wait(&self.dyn_core()).await
+                crate::acquire::acquire_wait(&self.dyn_core()).await
             }
 
             /// Makes exactly one attempt: `Ok(None)` when the lock is busy.
@@ -48,7 +48,7 @@ macro_rules! lock_methods {
             ///
             /// As [`acquire`](Self::acquire).
             pub async fn try_acquire(&self) -> Result<Option<crate::LockGuard>, crate::LockError> {
-                crate::engine::acquire(&self.dyn_core(), crate::engine::Mode::Try).await
+                crate::acquire::acquire(&self.dyn_core(), crate::acquire::Mode::Try).await
             }
 
             /// Acquires, runs `work`'s future while holding the lock and
@@ -71,7 +71,7 @@ macro_rules! lock_methods {
                 F: FnOnce() -> Fut,
                 Fut: std::future::Future<Output = T>,
             {
-                crate::engine::with_lock(&self.dyn_core(), work).await
+                crate::acquire::with_lock(&self.dyn_core(), work).await
             }
 
             /// The Redis key, with its `mutex:`/`semaphore:` prefix.

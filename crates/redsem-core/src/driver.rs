@@ -11,16 +11,19 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::AtomicU64;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Wake, Waker};
 use std::thread::Thread;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use std::panic::AssertUnwindSafe;
 
 use futures::stream::{FuturesUnordered, StreamExt};
 use futures::FutureExt;
+
+use crate::background::PerProcess;
 
 /// A job run on the driver thread.
 pub(crate) type Job = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
@@ -50,13 +53,40 @@ pub(crate) struct Driver {
     state: Mutex<State>,
     thread: Thread,
     notified: AtomicBool,
+    /// Nanoseconds since `epoch` when the thread started polling jobs, 0
+    /// while it is not polling: what the stall watchdog looks at.
+    busy_since: AtomicU64,
+    epoch: Instant,
 }
 
-static DRIVER: OnceLock<Result<Arc<Driver>, String>> = OnceLock::new();
+static DRIVER: PerProcess<Driver> = PerProcess::new();
 
-/// The process-wide driver, started on first use.
-pub(crate) fn driver() -> Result<&'static Arc<Driver>, &'static str> {
-    DRIVER.get_or_init(start).as_ref().map_err(String::as_str)
+/// The driver of this process, started on first use (and again in a child
+/// process after `fork()`, which inherits no threads).
+pub(crate) fn driver() -> Result<Arc<Driver>, String> {
+    DRIVER.get(start)
+}
+
+/// How long one poll of the background jobs may take before the watchdog
+/// reports a stall.
+const STALL_AFTER: Duration = Duration::from_secs(1);
+
+static STALLS: AtomicU64 = AtomicU64::new(0);
+
+/// How many times redsem's background thread was found blocked for more
+/// than a second since the process started.
+///
+/// The thread runs every lock's refresh and background release; a backend
+/// call that blocks it (a synchronous client, a `block_on` inside a future)
+/// stalls every lock in the process, so each stall is also written to
+/// stderr once. A backend must never block (see the
+/// [`RedisBackend`](crate::RedisBackend) contract).
+///
+/// ```
+/// assert_eq!(redsem_core::background_stalls(), 0);
+/// ```
+pub fn background_stalls() -> u64 {
+    STALLS.load(Ordering::Relaxed)
 }
 
 fn start() -> Result<Arc<Driver>, String> {
@@ -78,10 +108,43 @@ fn start() -> Result<Arc<Driver>, String> {
         }),
         thread: handle.thread().clone(),
         notified: AtomicBool::new(false),
+        busy_since: AtomicU64::new(0),
+        epoch: Instant::now(),
     });
     tx.send(driver.clone())
         .map_err(|_| "redsem's background thread exited".to_owned())?;
+    let watched = Arc::downgrade(&driver);
+    // Without a watchdog locks still work; only stalls go unreported.
+    let _ = std::thread::Builder::new()
+        .name("redsem-watchdog".into())
+        .spawn(move || watch(watched));
     Ok(driver)
+}
+
+/// Reports (once per stall) when the driver spends more than
+/// [`STALL_AFTER`] in one poll of its jobs.
+fn watch(driver: std::sync::Weak<Driver>) {
+    let mut reported = 0;
+    loop {
+        std::thread::sleep(STALL_AFTER / 4);
+        let Some(driver) = driver.upgrade() else {
+            return;
+        };
+        let since = driver.busy_since.load(Ordering::Acquire);
+        let now = driver.epoch.elapsed().as_nanos() as u64;
+        if since != 0
+            && since != reported
+            && now.saturating_sub(since) > STALL_AFTER.as_nanos() as u64
+        {
+            reported = since;
+            STALLS.fetch_add(1, Ordering::Relaxed);
+            eprintln!(
+                "redsem: the background thread has been blocked for over {STALL_AFTER:?} by a \
+                 backend call or job; refreshes of every lock in this process are delayed. \
+                 Backend futures must not block the thread that polls them."
+            );
+        }
+    }
 }
 
 impl Driver {
@@ -165,7 +228,10 @@ impl Driver {
             }
             // A panicking job is dropped; the thread, and every other
             // lock's refresh, goes on.
+            let started = (self.epoch.elapsed().as_nanos() as u64).max(1);
+            self.busy_since.store(started, Ordering::Release);
             while let Poll::Ready(Some(_)) = jobs.poll_next_unpin(&mut cx) {}
+            self.busy_since.store(0, Ordering::Release);
             if self.notified.load(Ordering::Acquire) {
                 continue;
             }

@@ -122,6 +122,9 @@ pub struct NodeFailure {
     /// What happened: the backend error, a timeout, or "held by another
     /// identifier".
     pub reason: String,
+    /// Whether trying again can help (`false` for errors such as `NOPERM`
+    /// or `WRONGTYPE` that the node will repeat).
+    pub retryable: bool,
 }
 
 impl fmt::Display for NodeFailure {
@@ -136,7 +139,16 @@ impl fmt::Display for NodeFailure {
 pub enum LockError {
     /// `acquire` did not get the lock within its acquire timeout or attempt
     /// limit.
-    #[error("Acquire {kind} {key} timeout: reached the {limit} after {attempts} attempt(s)")]
+    ///
+    /// The lock may have been busy, or Redis unreachable: `failed_attempts`
+    /// counts the attempts that got no answer, and `last_error` is the last
+    /// such failure (also shown in the message).
+    /// [`is_unreachable`](LockError::is_unreachable) tells the two apart.
+    #[error(
+        "Acquire {kind} {} timeout: reached the {limit} after {attempts} attempt(s){}",
+        Short(key),
+        failure_note(*failed_attempts, last_error.as_deref())
+    )]
     Timeout {
         /// The lock kind.
         kind: LockKind,
@@ -146,16 +158,20 @@ pub enum LockError {
         limit: AcquireLimit,
         /// Attempts made.
         attempts: u32,
-        /// The error of the last attempt, when it failed with one rather
+        /// Attempts that failed with an error (no answer, a server that was
+        /// unavailable, a Redlock quorum missed through node errors) rather
         /// than finding the lock busy.
+        failed_attempts: u32,
+        /// The last of those failures: a [`LockError::Backend`] or (Redlock)
+        /// a [`LockError::QuorumNotReached`] with every node's story.
         #[source]
-        last_error: Option<BackendError>,
+        last_error: Option<Box<LockError>>,
     },
 
     /// The lock was lost while held: refresh found it gone or could not
     /// confirm it in time, or release found it no longer held. Work done
     /// under the lock may not have been exclusive.
-    #[error("Lost {kind} for key {key}: {reason}")]
+    #[error("Lost {kind} for key {}: {reason}", Short(key))]
     Lost {
         /// The lock kind.
         kind: LockKind,
@@ -167,7 +183,8 @@ pub enum LockError {
 
     /// A Redlock operation succeeded on too few nodes.
     #[error(
-        "{kind} {key}: {operation} {succeeded} of {total}, needed {quorum}: {}",
+        "{kind} {}: {operation} {succeeded} of {total}, needed {quorum}: {}",
+        Short(key),
         join_failures(failures)
     )]
     QuorumNotReached {
@@ -200,8 +217,10 @@ pub enum LockError {
     /// This lock instance already holds the lock under its fixed identifier;
     /// a second hold would share the same slot in Redis.
     #[error(
-        "{kind} {key} is already held by this instance under identifier {identifier}: \
-         release that guard first, or let each acquire use a random identifier"
+        "{kind} {} is already held by this instance under identifier {}: \
+         release that guard first, or let each acquire use a random identifier",
+        Short(key),
+        Short(identifier)
     )]
     AlreadyHeld {
         /// The lock kind.
@@ -220,7 +239,7 @@ pub enum LockError {
     },
 
     /// Redis (or the client) failed during an operation.
-    #[error("{operation} {kind} {key} failed: {source}")]
+    #[error("{operation} {kind} {} failed: {source}", Short(key))]
     Backend {
         /// The lock kind.
         kind: LockKind,
@@ -232,6 +251,35 @@ pub enum LockError {
         #[source]
         source: BackendError,
     },
+}
+
+/// Longest key or identifier shown whole in a message; longer ones are cut
+/// (the error's fields keep them intact).
+const SHOWN_CHARS: usize = 120;
+
+/// Displays a key or identifier, cut after [`SHOWN_CHARS`] characters.
+struct Short<'a>(&'a str);
+
+impl fmt::Display for Short<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0.char_indices().nth(SHOWN_CHARS) {
+            None => f.write_str(self.0),
+            Some((cut, _)) => write!(f, "{}...({} bytes)", &self.0[..cut], self.0.len()),
+        }
+    }
+}
+
+/// The tail of a timeout message: how many attempts failed, and the last
+/// failure.
+fn failure_note(failed: u32, last: Option<&LockError>) -> String {
+    let Some(last) = last else {
+        return String::new();
+    };
+    let what = match last {
+        LockError::Backend { source, .. } => source.to_string(),
+        other => other.to_string(),
+    };
+    format!(" ({failed} failed; last error: {what})")
 }
 
 fn join_failures(failures: &[NodeFailure]) -> String {
@@ -254,6 +302,37 @@ impl LockError {
     /// `true` for [`LockError::Lost`].
     pub fn is_lost(&self) -> bool {
         matches!(self, LockError::Lost { .. })
+    }
+
+    /// `true` when Redis, not another holder, kept the lock from you: an
+    /// acquire [`Timeout`](LockError::Timeout) in which every attempt failed
+    /// with an error (no attempt found the lock busy), or a
+    /// [`Backend`](LockError::Backend) error that retrying could fix.
+    ///
+    /// ```
+    /// use redsem_core::{LockOptions, Mutex};
+    /// use redsem_mock::MockBackend;
+    /// use std::time::Duration;
+    /// # futures::executor::block_on(async {
+    /// let redis = MockBackend::new();
+    /// redis.go_down();
+    /// let options = LockOptions::builder().acquire_timeout(Duration::from_millis(50)).build()?;
+    /// let err = Mutex::with_options(redis, "jobs", options)?.acquire().await.unwrap_err();
+    /// assert!(err.is_timeout() && err.is_unreachable());
+    /// assert!(err.to_string().contains("connection refused"), "{err}");
+    /// # Ok::<(), redsem_core::LockError>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn is_unreachable(&self) -> bool {
+        match self {
+            LockError::Timeout {
+                attempts,
+                failed_attempts,
+                ..
+            } => *failed_attempts > 0 && failed_attempts == attempts,
+            LockError::Backend { source, .. } => source.is_retryable(),
+            _ => false,
+        }
     }
 
     pub(crate) fn invalid(option: &'static str, reason: impl Into<String>) -> Self {
@@ -440,12 +519,39 @@ mod tests {
             key: "mutex:jobs".into(),
             limit: AcquireLimit::Timeout(Duration::from_millis(100)),
             attempts: 9,
+            failed_attempts: 0,
             last_error: None,
         };
         assert_eq!(
             err.to_string(),
             "Acquire mutex mutex:jobs timeout: reached the acquire timeout of 100ms after 9 attempt(s)"
         );
+    }
+
+    #[test]
+    fn timeout_message_carries_the_last_failure_and_long_keys_are_cut() {
+        let last = LockError::Backend {
+            kind: LockKind::Mutex,
+            key: "k".repeat(1_000_000),
+            operation: "acquire",
+            source: BackendError::new(BackendErrorKind::Connection, "refused"),
+        };
+        let err = LockError::Timeout {
+            kind: LockKind::Mutex,
+            key: "k".repeat(1_000_000),
+            limit: AcquireLimit::Attempts(3),
+            attempts: 3,
+            failed_attempts: 3,
+            last_error: Some(Box::new(last)),
+        };
+        let msg = err.to_string();
+        assert!(msg.len() < 400, "{}", msg.len());
+        assert!(
+            msg.ends_with("(3 failed; last error: connection error: refused)"),
+            "{msg}"
+        );
+        assert!(msg.contains("...(1000000 bytes)"), "{msg}");
+        assert!(err.is_unreachable());
     }
 
     #[test]
@@ -461,10 +567,12 @@ mod tests {
                 NodeFailure {
                     node: 2,
                     reason: "connection refused".into(),
+                    retryable: true,
                 },
                 NodeFailure {
                     node: 3,
                     reason: "timed out".into(),
+                    retryable: true,
                 },
             ],
         };

@@ -1,13 +1,14 @@
 //! [`LockGuard`]: proof of a hold, with release, loss detection and refresh
 //! control.
 
-use std::future::poll_fn;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::task::Poll;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 use crate::error::{LockError, LockKind};
-use crate::hold::{Hold, Prior};
+use crate::hold::{Hold, Released};
 
 /// A held lock of any kind, returned by `acquire` and `try_acquire`.
 ///
@@ -83,12 +84,12 @@ impl LockGuard {
     ///
     /// Cancel safe: dropping the future changes nothing.
     pub async fn lost(&self) -> LockError {
-        let reason = poll_fn(|cx| match self.hold.poll_lost(cx.waker()) {
-            Some(reason) => Poll::Ready(reason),
-            None => Poll::Pending,
-        })
+        let reason = LostWait {
+            hold: &self.hold,
+            slot: None,
+        }
         .await;
-        self.hold.lost_error(reason)
+        self.hold.core.lost_error(reason)
     }
 
     /// Lets go of the guard without releasing the hold: refresh stops and
@@ -120,32 +121,62 @@ impl LockGuard {
     /// Releases the hold and confirms it.
     ///
     /// Waits for an in-flight refresh first, so a refresh can never
-    /// re-create a released hold.
+    /// re-create a released hold. A call that fails with a transient error
+    /// (a reset connection, a failover) is retried with backoff until the
+    /// hold would expire by itself; for Redlock, nodes that failed are
+    /// retried in the background after a quorum of them released.
     ///
     /// # Errors
     ///
     /// - [`LockError::Lost`] if the hold had been lost before release (the
     ///   work under it may not have been exclusive), including when Redis no
-    ///   longer had it at release time.
-    /// - [`LockError::Backend`] if Redis failed or did not answer within the
-    ///   command timeout; the hold then expires after its lock timeout.
+    ///   longer had it at release time. A loss found here is also reported
+    ///   to `on_lock_lost` and [`lost`](Self::lost), like any other.
+    /// - [`LockError::Backend`] (or, for Redlock,
+    ///   [`LockError::QuorumNotReached`]) if Redis gave no answer before the
+    ///   hold's validity ran out; the hold then expires after its lock
+    ///   timeout.
     ///
     /// # Cancel safety
     ///
     /// If the future is dropped before it completes, the release continues
     /// in the background as if the guard had been dropped.
     pub async fn release(self) -> Result<(), LockError> {
-        let prior = self.hold.begin_release();
-        let outcome = match prior {
-            Prior::Released => return Ok(()),
-            _ => self.hold.release_call().await,
-        };
-        self.hold.finish_release();
-        match (prior, outcome) {
-            (Prior::Lost(reason), _) => Err(self.hold.lost_error(reason)),
-            (_, Ok(true)) => Ok(()),
-            (_, Ok(false)) => Err(self.hold.lost_error(crate::LostReason::Gone)),
-            (_, Err(e)) => Err(e),
+        let hold = self.hold.clone();
+        // While this future runs the guard is still alive: dropping the
+        // future drops it, which releases in the background.
+        let released = hold.release(false).await;
+        drop(self); // already released: its drop does nothing
+        match released {
+            Released::Ok | Released::Already => Ok(()),
+            Released::Lost(reason) => Err(hold.core.lost_error(reason)),
+            Released::Failed(e) => Err(e),
+        }
+    }
+}
+
+/// Waits for a hold's loss; unregisters its waker when dropped.
+struct LostWait<'a> {
+    hold: &'a Hold,
+    slot: Option<u64>,
+}
+
+impl Future for LostWait<'_> {
+    type Output = crate::LostReason;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        match this.hold.poll_lost(&mut this.slot, cx.waker()) {
+            Some(reason) => Poll::Ready(reason),
+            None => Poll::Pending,
+        }
+    }
+}
+
+impl Drop for LostWait<'_> {
+    fn drop(&mut self) {
+        if let Some(slot) = self.slot {
+            self.hold.forget_waiter(slot);
         }
     }
 }

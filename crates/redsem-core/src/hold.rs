@@ -1,21 +1,41 @@
-//! One acquisition's life after acquire: refresh ticks, loss detection,
-//! release. The public face is [`LockGuard`](crate::LockGuard).
+//! One acquisition's life after acquire, as one state machine:
+//!
+//! ```text
+//!            refresh ok / refresh failed (retried, backing off)
+//!            +----+
+//!            v    |
+//!  acquire -> Held ----- release() or drop -----> Releasing --> Released
+//!            |  |                                    |
+//!            |  +-- detach() ---------------------> Released (hold left in Redis)
+//!            |
+//!            +-- refresh says gone / nothing confirmed before valid_until
+//!                / expired after stop_refresh  --> lost (reported once)
+//! ```
+//!
+//! A loss is reported exactly once, whichever path finds it (a refresh, the
+//! expiry timer, or a release that finds the hold gone): `is_acquired()`
+//! turns false, `lost()` resolves, `on_lock_lost` runs on redsem's callback
+//! thread. A refresh that fails is "unknown", never "lost": it is retried
+//! until the hold's validity runs out. Refresh and release never overlap
+//! (the `gate`), so a release can never be undone by a refresh in flight.
 
-use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::Waker;
 use std::time::{Duration, Instant};
 
+use crate::backoff;
+use crate::callbacks;
 use crate::driver::{driver, Fire, TimerKey};
-use crate::engine::DynCore;
 use crate::error::{LockError, LostReason};
-use crate::protocol::Refreshed;
+use crate::fixed_id::FixedIdClaim;
+use crate::lock_core::DynCore;
+use crate::protocol::{Leftover, Refreshed};
+use crate::shutdown::spawn_cleanup;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
     Held,
-    Lost(LostReason),
     /// Release started (explicitly or by drop) and has not finished.
     Releasing,
     Released,
@@ -24,11 +44,17 @@ enum Phase {
 #[derive(Debug)]
 struct HoldState {
     phase: Phase,
+    /// Set once, when the loss is reported.
+    lost: Option<LostReason>,
     refreshing: bool,
     valid_until: Instant,
     timer: Option<TimerKey>,
+    /// Failed refreshes in a row, and the last one's error.
+    refresh_failures: u32,
     last_error: Option<String>,
-    lost_wakers: Vec<Waker>,
+    lost_wakers: HashMap<u64, Waker>,
+    next_waiter: u64,
+    claim: FixedIdClaim,
 }
 
 /// Shared by the guard, the driver's timer and background jobs.
@@ -36,12 +62,8 @@ pub(crate) struct Hold {
     pub(crate) core: Arc<DynCore>,
     pub(crate) id: String,
     acquired_at: Instant,
-    /// Held across every refresh and release call, so a release never runs
-    /// while a refresh (which may re-create a Redlock hold) is in flight.
     gate: futures::lock::Mutex<()>,
     state: Mutex<HoldState>,
-    /// Whether this hold owns the lock instance's fixed identifier.
-    claims_fixed_id: AtomicBool,
 }
 
 impl std::fmt::Debug for Hold {
@@ -54,12 +76,16 @@ impl std::fmt::Debug for Hold {
     }
 }
 
-/// What `begin_release` found.
-pub(crate) enum Prior {
-    Held,
+/// What a release found.
+pub(crate) enum Released {
+    /// Removed while held.
+    Ok,
+    /// Already released (by an earlier call).
+    Already,
+    /// The hold was lost, before or at release.
     Lost(LostReason),
-    /// Another release already finished.
-    Released,
+    /// Redis gave no answer in time; the hold expires by itself.
+    Failed(LockError),
 }
 
 impl Hold {
@@ -69,7 +95,7 @@ impl Hold {
         id: String,
         acquired_at: Instant,
         valid_until: Instant,
-        claims_fixed_id: bool,
+        claim: FixedIdClaim,
     ) -> Arc<Hold> {
         let refreshing = core.options.refresh_interval.is_some();
         let hold = Arc::new(Hold {
@@ -79,13 +105,16 @@ impl Hold {
             gate: futures::lock::Mutex::new(()),
             state: Mutex::new(HoldState {
                 phase: Phase::Held,
+                lost: None,
                 refreshing,
                 valid_until,
                 timer: None,
+                refresh_failures: 0,
                 last_error: None,
-                lost_wakers: Vec::new(),
+                lost_wakers: HashMap::new(),
+                next_waiter: 0,
+                claim,
             }),
-            claims_fixed_id: AtomicBool::new(claims_fixed_id),
         });
         let mut st = hold.lock();
         hold.schedule(&mut st, acquired_at);
@@ -97,10 +126,18 @@ impl Hold {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Arms the timer for the next refresh, or for the expiry when refresh
-    /// is off: a hold is never left without a timer while held.
+    /// Arms the timer: the next refresh (sooner after a failed one), or the
+    /// expiry when refresh is off. A held hold always has a timer.
     fn schedule(self: &Arc<Self>, st: &mut HoldState, now: Instant) {
-        let at = match (st.refreshing, self.core.options.refresh_interval) {
+        let options = &self.core.options;
+        let at = match (st.refreshing, options.refresh_interval) {
+            (true, Some(_)) if st.refresh_failures > 0 => {
+                let cap = options.lock_timeout / 20;
+                let wait = backoff::after_failure(options.retry_interval, st.refresh_failures, cap);
+                now.checked_add(wait)
+                    .unwrap_or(st.valid_until)
+                    .min(st.valid_until)
+            }
             (true, Some(interval)) => {
                 next_tick(self.acquired_at, interval, now).min(st.valid_until)
             }
@@ -121,13 +158,13 @@ impl Hold {
         }
     }
 
-    /// A timer fired: refresh, or declare the hold lost.
+    /// A timer fired: refresh, or report the loss.
     async fn tick(self: Arc<Self>) {
         let _gate = self.gate.lock().await;
         let (refreshing, valid_until) = {
             let mut st = self.lock();
             st.timer = None;
-            if st.phase != Phase::Held {
+            if st.phase != Phase::Held || st.lost.is_some() {
                 return;
             }
             (st.refreshing, st.valid_until)
@@ -135,76 +172,79 @@ impl Hold {
         let now = Instant::now();
         if now >= valid_until {
             if !refreshing {
-                self.mark_lost(LostReason::Expired);
+                self.report_loss(LostReason::Expired);
                 return;
             }
             let last_error = self.lock().last_error.take();
-            self.mark_lost(LostReason::Unconfirmed { last_error });
+            self.report_loss(LostReason::Unconfirmed { last_error });
             // The hold may still exist if Redis was only slow: remove it.
-            let _ = self.release_unguarded().await;
+            let bound = self.core.options.command_timeout;
+            let deadline = Instant::now().checked_add(bound).unwrap_or(now);
+            let (_, leftover) = self.core.protocol.release(&self.id, bound, deadline).await;
+            finish(leftover).await;
             return;
         }
-        if refreshing {
-            let options = &self.core.options;
-            let bound = options.command_timeout.min(valid_until - now);
-            let outcome = self
-                .core
-                .protocol
-                .refresh(&self.id, options.lock_timeout_ms, now, bound)
-                .await;
+        if !refreshing {
+            let mut st = self.lock();
+            self.schedule(&mut st, now);
+            return;
+        }
+        let options = &self.core.options;
+        let bound = options.command_timeout.min(valid_until - now);
+        let (outcome, leftover) = self
+            .core
+            .protocol
+            .refresh(&self.id, options.lock_timeout_ms, now, bound)
+            .await;
+        {
             let mut st = self.lock();
             match outcome {
                 Ok(Refreshed::Extended { valid_until }) => {
                     st.valid_until = st.valid_until.max(valid_until);
+                    st.refresh_failures = 0;
                     st.last_error = None;
                 }
                 Ok(Refreshed::Lost(reason)) => {
                     drop(st);
-                    self.mark_lost(reason);
+                    self.report_loss(reason);
+                    spawn_leftover(leftover);
                     return;
                 }
-                Err(e) => st.last_error = Some(e.to_string()),
+                Err(e) => {
+                    st.refresh_failures = st.refresh_failures.saturating_add(1);
+                    st.last_error = Some(e.to_string());
+                }
             }
-            if st.phase == Phase::Held {
+            if st.phase == Phase::Held && st.lost.is_none() {
                 self.schedule(&mut st, Instant::now());
             }
-        } else {
-            let mut st = self.lock();
-            self.schedule(&mut st, now);
         }
+        // Calls still in flight on slow nodes finish in the background.
+        spawn_leftover(leftover);
     }
 
-    /// Reports the loss once: is_acquired turns false, `lost()` resolves,
-    /// the callback runs.
-    pub(crate) fn mark_lost(&self, reason: LostReason) {
+    /// Reports the loss, once: `is_acquired` turns false, `lost()`
+    /// resolves, the callback is queued. `false` if it was reported before.
+    pub(crate) fn report_loss(&self, reason: LostReason) -> bool {
         let wakers = {
             let mut st = self.lock();
-            if st.phase != Phase::Held {
-                return;
+            if st.lost.is_some() || st.phase == Phase::Released {
+                return false;
             }
-            st.phase = Phase::Lost(reason.clone());
+            st.lost = Some(reason.clone());
             Self::cancel_timer(&mut st);
             std::mem::take(&mut st.lost_wakers)
         };
-        wakers.into_iter().for_each(Waker::wake);
+        wakers.into_values().for_each(Waker::wake);
         if let Some(callback) = &self.core.options.on_lock_lost {
-            let err = self.lost_error(reason);
-            // A panicking user callback must not take the driver thread down.
-            let _ = catch_unwind(AssertUnwindSafe(|| callback(&err)));
+            callbacks::report(callback.clone(), self.core.lost_error(reason));
         }
-    }
-
-    pub(crate) fn lost_error(&self, reason: LostReason) -> LockError {
-        LockError::Lost {
-            kind: self.core.protocol.kind(),
-            key: self.core.protocol.key().to_owned(),
-            reason,
-        }
+        true
     }
 
     pub(crate) fn is_acquired(&self) -> bool {
         let st = self.lock();
-        st.phase == Phase::Held && Instant::now() < st.valid_until
+        st.phase == Phase::Held && st.lost.is_none() && Instant::now() < st.valid_until
     }
 
     pub(crate) fn valid_until(&self) -> Instant {
@@ -214,90 +254,130 @@ impl Hold {
     /// Stops refreshing; the hold then expires at `valid_until`.
     pub(crate) fn stop_refresh(self: &Arc<Self>) {
         let mut st = self.lock();
-        if st.refreshing && st.phase == Phase::Held {
+        if st.refreshing && st.phase == Phase::Held && st.lost.is_none() {
             st.refreshing = false;
+            st.refresh_failures = 0;
             self.schedule(&mut st, Instant::now());
         }
     }
 
-    /// The loss, once it happened; `None` while the hold is fine. Registers
-    /// `waker` to be woken at the loss.
-    pub(crate) fn poll_lost(&self, waker: &Waker) -> Option<LostReason> {
+    /// The loss, once reported; otherwise registers `waker` under the
+    /// waiter's `slot` (one entry per waiting future, removed when it is
+    /// dropped).
+    pub(crate) fn poll_lost(&self, slot: &mut Option<u64>, waker: &Waker) -> Option<LostReason> {
         let mut st = self.lock();
-        if let Phase::Lost(reason) = &st.phase {
+        if let Some(reason) = &st.lost {
             return Some(reason.clone());
         }
-        if !st.lost_wakers.iter().any(|w| w.will_wake(waker)) {
-            st.lost_wakers.push(waker.clone());
+        let key = *slot.get_or_insert_with(|| {
+            st.next_waiter += 1;
+            st.next_waiter
+        });
+        match st.lost_wakers.get_mut(&key) {
+            Some(w) if w.will_wake(waker) => {}
+            Some(w) => *w = waker.clone(),
+            None => {
+                st.lost_wakers.insert(key, waker.clone());
+            }
         }
         None
     }
 
-    /// Moves to `Releasing` and stops the timer; says what it was before.
-    pub(crate) fn begin_release(&self) -> Prior {
-        let mut st = self.lock();
-        let prior = match &st.phase {
-            Phase::Held | Phase::Releasing => Prior::Held,
-            Phase::Lost(reason) => Prior::Lost(reason.clone()),
-            Phase::Released => return Prior::Released,
-        };
-        if !matches!(st.phase, Phase::Lost(_)) {
+    /// Forgets a waiting `lost()` future.
+    pub(crate) fn forget_waiter(&self, slot: u64) {
+        self.lock().lost_wakers.remove(&slot);
+    }
+
+    /// Releases: waits out any refresh in flight, removes the hold (retrying
+    /// a failing Redis until the hold would expire anyway), and reports a
+    /// loss the release finds. `background` marks the fixed identifier as
+    /// being cleaned up, so a new acquire waits for it.
+    pub(crate) async fn release(&self, background: bool) -> Released {
+        let prior = {
+            let mut st = self.lock();
+            // Releasing: an explicit release whose future was dropped; this
+            // (background) release takes over.
+            if st.phase == Phase::Released {
+                return Released::Already;
+            }
             st.phase = Phase::Releasing;
-        }
-        Self::cancel_timer(&mut st);
-        prior
-    }
-
-    /// Waits out any in-flight refresh, then runs the release script.
-    pub(crate) async fn release_call(&self) -> Result<bool, LockError> {
+            Self::cancel_timer(&mut st);
+            if background {
+                st.claim.cleaning_up();
+            }
+            st.lost.clone()
+        };
         let _gate = self.gate.lock().await;
-        self.release_unguarded().await
-    }
-
-    async fn release_unguarded(&self) -> Result<bool, LockError> {
-        self.core
-            .protocol
-            .release(&self.id, self.core.options.command_timeout)
-            .await
-    }
-
-    pub(crate) fn finish_release(&self) {
-        self.lock().phase = Phase::Released;
-        self.give_back_fixed_id();
+        let options = &self.core.options;
+        let bound = options.command_timeout;
+        let now = Instant::now();
+        let deadline = self
+            .valid_until()
+            .max(now.checked_add(bound).unwrap_or(now));
+        let (outcome, leftover) = self.core.protocol.release(&self.id, bound, deadline).await;
+        let released = match (prior, outcome) {
+            (Some(reason), _) => Released::Lost(reason),
+            (None, Ok(true)) => Released::Ok,
+            (None, Ok(false)) => {
+                self.report_loss(LostReason::Gone);
+                Released::Lost(LostReason::Gone)
+            }
+            (None, Err(e)) => Released::Failed(e),
+        };
+        let claim = {
+            let mut st = self.lock();
+            st.phase = Phase::Released;
+            st.claim.take()
+        };
+        // Nodes still being retried keep the fixed identifier busy.
+        if leftover.is_some() {
+            claim.cleaning_up();
+            spawn_cleanup(Box::pin(async move {
+                finish(leftover).await;
+                drop(claim);
+            }));
+        }
+        released
     }
 
     /// Ends local ownership without releasing: no refresh, no expiry
     /// report, no release on drop.
     pub(crate) fn detach(&self) {
-        let mut st = self.lock();
-        Self::cancel_timer(&mut st);
-        st.phase = Phase::Released;
-        drop(st);
-        self.give_back_fixed_id();
+        let claim = {
+            let mut st = self.lock();
+            Self::cancel_timer(&mut st);
+            st.phase = Phase::Released;
+            st.claim.take()
+        };
+        drop(claim);
     }
 
     /// Releases in the background (a guard dropped without `release`).
     pub(crate) fn release_in_background(self: Arc<Self>) {
-        if matches!(self.begin_release(), Prior::Released) {
-            return;
+        {
+            let st = self.lock();
+            if st.phase == Phase::Released {
+                return;
+            }
+            st.claim.cleaning_up();
         }
-        let Ok(driver) = driver() else { return };
-        driver.spawn(Box::pin(async move {
-            let _ = self.release_call().await;
-            self.finish_release();
+        spawn_cleanup(Box::pin(async move {
+            let _ = self.release(true).await;
         }));
-    }
-
-    fn give_back_fixed_id(&self) {
-        if self.claims_fixed_id.swap(false, Ordering::AcqRel) {
-            self.core.release_fixed_id();
-        }
     }
 }
 
-impl Drop for Hold {
-    fn drop(&mut self) {
-        self.give_back_fixed_id();
+/// Runs what an operation left behind in the background.
+pub(crate) fn spawn_leftover(leftover: Leftover) {
+    if let Some(job) = leftover {
+        spawn_cleanup(job);
+    }
+}
+
+/// Runs what an operation left behind.
+pub(crate) async fn finish(leftover: Leftover) {
+    if let Some(job) = leftover {
+        job.await;
     }
 }
 

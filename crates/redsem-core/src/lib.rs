@@ -1,14 +1,19 @@
 #![doc = include_str!("../README.md")]
 
+mod acquire;
 mod api;
 mod backend;
+mod background;
+mod backoff;
+mod callbacks;
 mod commands;
 mod driver;
-mod engine;
 mod error;
+mod fixed_id;
 mod guard;
 mod hold;
 mod keys;
+mod lock_core;
 mod mutex;
 mod options;
 mod protocol;
@@ -16,10 +21,12 @@ mod redlock;
 pub mod script;
 mod semaphore;
 mod sha1;
+mod shutdown;
 mod single;
 mod time;
 
 pub use backend::{Arg, RedisBackend, Reply};
+pub use driver::background_stalls;
 pub use error::{
     AcquireLimit, BackendError, BackendErrorKind, LockError, LockKind, LostReason, NodeFailure,
 };
@@ -30,6 +37,7 @@ pub use options::{LockOptions, LockOptionsBuilder, LostCallback};
 pub use redlock::{quorum, RedlockMultiSemaphore, RedlockMutex, RedlockSemaphore};
 pub use script::Script;
 pub use semaphore::{MultiSemaphore, Semaphore};
+pub use shutdown::flush;
 
 /// The workspace README's examples, compiled and run as doctests.
 #[cfg(doctest)]

@@ -5,9 +5,9 @@ use std::sync::Arc;
 use crate::api::lock_methods;
 use crate::backend::RedisBackend;
 use crate::commands::MutexCommands;
-use crate::engine::LockCore;
 use crate::error::LockError;
 use crate::keys::{prefixed, MUTEX_PREFIX};
+use crate::lock_core::LockCore;
 use crate::options::LockOptions;
 use crate::single::SingleNode;
 

@@ -35,7 +35,9 @@ impl Identity {
 }
 
 /// Validated options for any lock kind. Build with [`LockOptions::builder`];
-/// [`LockOptions::default()`] gives redis-semaphore's defaults.
+/// [`LockOptions::default()`] gives redis-semaphore's defaults, except that
+/// a hold is refreshed every third of its lock timeout (redis-semaphore:
+/// 0.8) so that it survives an outage of half the lock timeout.
 ///
 /// ```
 /// use std::time::Duration;
@@ -45,7 +47,7 @@ impl Identity {
 ///     .lock_timeout(Duration::from_secs(30))
 ///     .acquire_timeout(Duration::from_secs(5))
 ///     .build()?;
-/// assert_eq!(options.refresh_interval(), Some(Duration::from_secs(24)));
+/// assert_eq!(options.refresh_interval(), Some(Duration::from_secs(10)));
 ///
 /// // Invalid combinations are errors that say what to change:
 /// let err = LockOptions::builder()
@@ -156,12 +158,16 @@ impl fmt::Debug for LockOptions {
     }
 }
 
+/// A third of the lock timeout (redis-semaphore refreshes at 0.8): a
+/// refresh that fails is retried, and with a third there is room for an
+/// outage of half the lock timeout, plus the retries, before the hold
+/// expires.
 fn default_refresh(lock_timeout: Duration) -> Duration {
-    lock_timeout * 4 / 5
+    lock_timeout / 3
 }
 
 fn default_command_timeout(lock_timeout: Duration) -> Duration {
-    (lock_timeout / 5).max(Duration::from_millis(1))
+    lock_timeout / 5
 }
 
 /// Builds [`LockOptions`]; [`build`](LockOptionsBuilder::build) checks them.
@@ -219,7 +225,14 @@ impl LockOptionsBuilder {
         self
     }
 
-    /// The pause between acquire attempts. Default 10 ms.
+    /// The base pause between acquire attempts, at least 1 ms. Default 10 ms.
+    ///
+    /// After a busy answer the pause is this interval times a random factor
+    /// in [0.5, 1.5), so contenders do not retry in lockstep. After the
+    /// *k*-th failed attempt in a row (Redis unreachable or unavailable) it
+    /// is `min(interval × 2^(k-1), max(interval, 1 s))` times a random
+    /// factor in [0.5, 1.0]: about 6 attempts in the first second of an
+    /// outage, then one or two a second.
     pub fn retry_interval(mut self, interval: Duration) -> Self {
         self.retry_interval = Some(interval);
         self
@@ -227,14 +240,18 @@ impl LockOptionsBuilder {
 
     /// How often a held lock is refreshed; must be below the lock timeout.
     /// `Duration::ZERO` turns refresh off: the hold then expires after the
-    /// lock timeout. Default: 0.8 × the lock timeout.
+    /// lock timeout. Default: a third of the lock timeout (redis-semaphore
+    /// uses 0.8). A refresh that fails is retried with backoff (from
+    /// `retry_interval`, doubling, at most a twentieth of the lock timeout)
+    /// until the hold's validity runs out.
     pub fn refresh_interval(mut self, interval: Duration) -> Self {
         self.refresh_interval = Some(interval);
         self
     }
 
     /// The bound on each call to Redis; a call that takes longer counts as
-    /// failed (it may still have run). Default: a fifth of the lock timeout.
+    /// failed (it may still have run). Must be below the lock timeout.
+    /// Default: a fifth of the lock timeout.
     pub fn command_timeout(mut self, timeout: Duration) -> Self {
         self.command_timeout = Some(timeout);
         self
@@ -265,8 +282,13 @@ impl LockOptionsBuilder {
         self
     }
 
-    /// Called once, from redsem's background thread, when a held lock is
-    /// lost. It must not block. A panic in it is caught.
+    /// Called once when a held lock is lost, whichever way the loss is found
+    /// (a refresh, the expiry, or a release that finds the hold gone).
+    ///
+    /// Callbacks run one at a time on a thread of redsem's own, never on
+    /// the thread that refreshes locks and never under a lock's internal
+    /// locks, so a callback that blocks delays only the callbacks after it.
+    /// A panic in it is caught.
     pub fn on_lock_lost(mut self, callback: impl Fn(&LockError) + Send + Sync + 'static) -> Self {
         self.on_lock_lost = Some(Arc::new(callback));
         self
@@ -324,6 +346,22 @@ impl LockOptionsBuilder {
         if command_timeout.is_zero() {
             return Err(LockError::invalid("command_timeout", "must be above zero"));
         }
+        if command_timeout >= lock_timeout {
+            return Err(LockError::invalid(
+                "command_timeout",
+                format!(
+                    "must be below lock_timeout ({lock_timeout:?}): a call may not outlive the \
+                     hold it confirms, got {command_timeout:?}"
+                ),
+            ));
+        }
+        let retry_interval = self.retry_interval.unwrap_or(defaults.retry_interval);
+        if retry_interval < Duration::from_millis(1) {
+            return Err(LockError::invalid(
+                "retry_interval",
+                format!("must be at least 1ms, got {retry_interval:?}"),
+            ));
+        }
 
         let identity = match (self.identifier, self.identifier_suffix) {
             (Some(id), _) if id.is_empty() => {
@@ -353,7 +391,7 @@ impl LockOptionsBuilder {
             lock_timeout_ms,
             acquire_timeout: self.acquire_timeout.unwrap_or(defaults.acquire_timeout),
             max_attempts: self.max_attempts,
-            retry_interval: self.retry_interval.unwrap_or(defaults.retry_interval),
+            retry_interval,
             refresh_interval,
             command_timeout,
             identity,
@@ -375,13 +413,13 @@ mod tests {
     }
 
     #[test]
-    fn defaults_match_redis_semaphore() {
+    fn defaults_match_redis_semaphore_but_refresh() {
         let o = LockOptions::default();
         assert_eq!(o.lock_timeout(), Duration::from_secs(10));
         assert_eq!(o.acquire_timeout(), Duration::from_secs(10));
         assert_eq!(o.max_attempts(), None);
         assert_eq!(o.retry_interval(), Duration::from_millis(10));
-        assert_eq!(o.refresh_interval(), Some(Duration::from_secs(8)));
+        assert_eq!(o.refresh_interval(), Some(Duration::from_secs(10) / 3));
         assert_eq!(o.identifier(), None);
         let built = LockOptions::builder().build().map_err(|e| e.to_string());
         assert_eq!(format!("{:?}", built.ok()), format!("{:?}", Some(o)));
@@ -394,7 +432,7 @@ mod tests {
             .build();
         assert_eq!(
             o.ok().and_then(|o| o.refresh_interval()),
-            Some(Duration::from_millis(240))
+            Some(Duration::from_millis(100))
         );
     }
 
@@ -422,6 +460,14 @@ mod tests {
         assert!(err(LockOptions::builder().max_attempts(0)).contains("invalid max_attempts"));
         assert!(err(LockOptions::builder().command_timeout(Duration::ZERO))
             .contains("invalid command_timeout"));
+        assert!(
+            err(LockOptions::builder().command_timeout(Duration::from_secs(10)))
+                .contains("invalid command_timeout: must be below lock_timeout (10s)")
+        );
+        assert!(
+            err(LockOptions::builder().retry_interval(Duration::from_micros(999)))
+                .contains("invalid retry_interval: must be at least 1ms")
+        );
         assert!(err(LockOptions::builder()
             .identifier("a")
             .identifier_suffix("b"))

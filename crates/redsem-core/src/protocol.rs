@@ -6,21 +6,28 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
-use crate::error::{BackendError, LockError, LockKind, LostReason};
+use crate::driver::Job;
+use crate::error::{LockError, LockKind, LostReason};
 
-/// Outcome of one refresh call.
+/// Outcome of one refresh.
 #[derive(Debug)]
 pub(crate) enum Refreshed {
     /// The hold is confirmed until `valid_until`.
     Extended { valid_until: Instant },
-    /// Redis answered that the hold is gone.
+    /// Redis answered that the hold is gone (for Redlock: so many nodes
+    /// answered "not held" that no quorum can hold it).
     Lost(LostReason),
 }
 
+/// Bounded work an operation leaves behind when it returns early: calls
+/// still in flight on slow Redlock nodes, the undo of a failed attempt on
+/// them, retries of a release on nodes that failed. The engine spawns it, or
+/// awaits it before reusing a fixed identifier.
+pub(crate) type Leftover = Option<Job>;
+
 /// What a lock kind does in Redis. Implementations bound their own calls
-/// by `bound`: one call for a single node; each node separately, per phase,
-/// for Redlock (so an operation takes at most a few bounds, and a hung node
-/// only costs its vote).
+/// by `bound`: one call for a single node; each node separately for Redlock
+/// (so a hung node only costs its vote).
 #[async_trait]
 pub(crate) trait Protocol: Send + Sync + fmt::Debug + 'static {
     /// The lock kind, for messages.
@@ -30,25 +37,69 @@ pub(crate) trait Protocol: Send + Sync + fmt::Debug + 'static {
     fn key(&self) -> &str;
 
     /// One acquire attempt started at `started`: `Some(valid_until)` when
-    /// acquired, `None` when busy.
+    /// acquired, `None` when busy. An `Err` means the attempt may have
+    /// taken the lock in part: the caller cleans up with `release`.
     async fn acquire(
         &self,
         id: &str,
         ttl_ms: u64,
         started: Instant,
         bound: Duration,
-    ) -> Result<Option<Instant>, LockError>;
+    ) -> (Result<Option<Instant>, LockError>, Leftover);
 
     /// Extends a hold. `Err` means the outcome is unknown (the hold may still
-    /// be there).
+    /// be there): it is never a "no".
     async fn refresh(
         &self,
         id: &str,
         ttl_ms: u64,
         started: Instant,
         bound: Duration,
-    ) -> Result<Refreshed, BackendError>;
+    ) -> (Result<Refreshed, LockError>, Leftover);
 
-    /// Removes a hold; `Ok(false)` when it was no longer there.
-    async fn release(&self, id: &str, bound: Duration) -> Result<bool, LockError>;
+    /// Removes a hold, retrying calls that fail until `deadline` (when the
+    /// hold expires by itself): `Ok(true)` when it was there, `Ok(false)`
+    /// when it was gone, `Err` when no answer came in time.
+    async fn release(
+        &self,
+        id: &str,
+        bound: Duration,
+        deadline: Instant,
+    ) -> (Result<bool, LockError>, Leftover);
+}
+
+/// When a hold confirmed by a call sent at `started` with a TTL of `ttl_ms`
+/// runs out by our clock, allowing for clock drift between client and
+/// server (`ttl / 100 + 2 ms`, as Redlock does), or `None` if it already
+/// has.
+pub(crate) fn validity(started: Instant, ttl_ms: u64) -> Option<Instant> {
+    let usable = Duration::from_millis(ttl_ms).checked_sub(drift(ttl_ms))?;
+    let until = started
+        .checked_add(usable)
+        .unwrap_or_else(crate::time::far_future);
+    (Instant::now() < until).then_some(until)
+}
+
+/// The clock-drift allowance subtracted from every validity.
+pub(crate) fn drift(ttl_ms: u64) -> Duration {
+    Duration::from_millis(ttl_ms / 100 + 2)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drift_is_one_percent_plus_two_ms() {
+        assert_eq!(drift(10_000), Duration::from_millis(102));
+        assert_eq!(drift(300), Duration::from_millis(5));
+    }
+
+    #[test]
+    fn validity_allows_for_drift_and_elapsed_time() {
+        let now = Instant::now();
+        let until = validity(now, 10_000).unwrap_or(now);
+        assert_eq!(until - now, Duration::from_millis(9_898));
+        assert_eq!(validity(now, 2), None);
+    }
 }

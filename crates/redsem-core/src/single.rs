@@ -5,23 +5,17 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 
 use crate::backend::RedisBackend;
+use crate::backoff;
 use crate::commands::Commands;
 use crate::error::{BackendError, LockError, LockKind, LostReason};
-use crate::protocol::{Protocol, Refreshed};
-use crate::time::bounded_call;
+use crate::protocol::{validity, Leftover, Protocol, Refreshed};
+use crate::time::{bounded_call, sleep_until};
 
 /// `C`'s commands on one backend.
 #[derive(Debug)]
 pub(crate) struct SingleNode<C, B> {
     pub(crate) commands: C,
     pub(crate) backend: B,
-}
-
-/// When a hold confirmed by a call sent at `started` runs out.
-pub(crate) fn valid_until(started: Instant, ttl_ms: u64) -> Instant {
-    started
-        .checked_add(Duration::from_millis(ttl_ms))
-        .unwrap_or_else(crate::time::far_future)
 }
 
 impl<C: Commands, B> SingleNode<C, B> {
@@ -51,13 +45,18 @@ impl<C: Commands, B: RedisBackend + 'static> Protocol for SingleNode<C, B> {
         ttl_ms: u64,
         started: Instant,
         bound: Duration,
-    ) -> Result<Option<Instant>, LockError> {
+    ) -> (Result<Option<Instant>, LockError>, Leftover) {
         let call = self.commands.acquire(&self.backend, id, ttl_ms);
-        match bounded_call(bound, call).await {
-            Ok(true) => Ok(Some(valid_until(started, ttl_ms))),
+        let result = match bounded_call(bound, call).await {
+            // Acquired, but so late that no validity is left: it may be
+            // gone already, so the caller treats it as failed and cleans up.
+            Ok(true) => validity(started, ttl_ms)
+                .map(Some)
+                .ok_or_else(|| self.error("acquire", too_slow(started))),
             Ok(false) => Ok(None),
             Err(e) => Err(self.error("acquire", e)),
-        }
+        };
+        (result, None)
     }
 
     async fn refresh(
@@ -66,21 +65,56 @@ impl<C: Commands, B: RedisBackend + 'static> Protocol for SingleNode<C, B> {
         ttl_ms: u64,
         started: Instant,
         bound: Duration,
-    ) -> Result<Refreshed, BackendError> {
+    ) -> (Result<Refreshed, LockError>, Leftover) {
         let call = self.commands.refresh(&self.backend, id, ttl_ms);
-        Ok(if bounded_call(bound, call).await? {
-            Refreshed::Extended {
-                valid_until: valid_until(started, ttl_ms),
-            }
-        } else {
-            Refreshed::Lost(LostReason::Gone)
-        })
+        let result = match bounded_call(bound, call).await {
+            Ok(true) => match validity(started, ttl_ms) {
+                Some(valid_until) => Ok(Refreshed::Extended { valid_until }),
+                None => Err(self.error("refresh", too_slow(started))),
+            },
+            Ok(false) => Ok(Refreshed::Lost(LostReason::Gone)),
+            Err(e) => Err(self.error("refresh", e)),
+        };
+        (result, None)
     }
 
-    async fn release(&self, id: &str, bound: Duration) -> Result<bool, LockError> {
-        let call = self.commands.release(&self.backend, id);
-        bounded_call(bound, call)
-            .await
-            .map_err(|e| self.error("release", e))
+    async fn release(
+        &self,
+        id: &str,
+        bound: Duration,
+        deadline: Instant,
+    ) -> (Result<bool, LockError>, Leftover) {
+        let base = bound.min(Duration::from_millis(10));
+        let mut failures = 0;
+        loop {
+            let now = Instant::now();
+            let bound = bound
+                .min(deadline.saturating_duration_since(now))
+                .max(Duration::from_millis(1));
+            match bounded_call(bound, self.commands.release(&self.backend, id)).await {
+                Ok(released) => return (Ok(released), None),
+                Err(e) if e.is_retryable() && Instant::now() < deadline => {
+                    failures += 1;
+                    let wait = backoff::after_failure(base, failures, backoff::FAILURE_CAP);
+                    let at = Instant::now().checked_add(wait).unwrap_or(deadline);
+                    if at >= deadline {
+                        return (Err(self.error("release", e)), None);
+                    }
+                    sleep_until(at).await;
+                }
+                Err(e) => return (Err(self.error("release", e)), None),
+            }
+        }
     }
+}
+
+/// The error for a call answered after its hold's validity ran out.
+pub(crate) fn too_slow(started: Instant) -> BackendError {
+    BackendError::new(
+        crate::BackendErrorKind::Timeout,
+        format!(
+            "the answer took {:?}, longer than the lock timeout less the clock-drift allowance",
+            started.elapsed()
+        ),
+    )
 }

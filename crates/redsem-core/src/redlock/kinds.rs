@@ -5,11 +5,12 @@ use std::sync::Arc;
 use crate::api::lock_methods;
 use crate::backend::RedisBackend;
 use crate::commands::{MutexCommands, SemaphoreCommands};
-use crate::engine::LockCore;
 use crate::error::{LockError, LockKind};
 use crate::keys::{prefixed, MUTEX_PREFIX};
+use crate::lock_core::LockCore;
 use crate::options::LockOptions;
-use crate::redlock::quorum::{drift, Redlock};
+use crate::protocol::drift;
+use crate::redlock::quorum::Redlock;
 use crate::semaphore::semaphore_commands;
 
 fn check(nodes: &[impl Sized], options: &LockOptions) -> Result<(), LockError> {
@@ -84,8 +85,8 @@ impl<B: RedisBackend + 'static> RedlockMutex<B> {
             key: prefixed(MUTEX_PREFIX, key.as_ref())?,
         };
         let protocol = Redlock {
-            commands,
-            nodes,
+            commands: Arc::new(commands),
+            nodes: Arc::new(nodes),
             kind: LockKind::RedlockMutex,
         };
         Ok(RedlockMutex {
@@ -134,8 +135,8 @@ impl<B: RedisBackend + 'static> RedlockSemaphore<B> {
         check(&nodes, &options)?;
         let commands = semaphore_commands(key.as_ref(), limit, 0)?;
         let protocol = Redlock {
-            commands,
-            nodes,
+            commands: Arc::new(commands),
+            nodes: Arc::new(nodes),
             kind: LockKind::RedlockSemaphore,
         };
         Ok(RedlockSemaphore {
@@ -198,8 +199,8 @@ impl<B: RedisBackend + 'static> RedlockMultiSemaphore<B> {
         }
         let commands = semaphore_commands(key.as_ref(), limit, permits)?;
         let protocol = Redlock {
-            commands,
-            nodes,
+            commands: Arc::new(commands),
+            nodes: Arc::new(nodes),
             kind: LockKind::RedlockMultiSemaphore,
         };
         Ok(RedlockMultiSemaphore {

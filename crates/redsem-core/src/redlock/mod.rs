@@ -16,6 +16,7 @@
 //! misses quorum (or validity) removes its partial holds from every node
 //! before the next try.
 
+mod fanout;
 mod kinds;
 mod quorum;
 

@@ -197,8 +197,16 @@ impl QuorumFailure {
     }
 }
 
-/// The quorum error inside `err`; fails the scenario for any other error.
+/// The quorum error inside `err` (itself, or the last failure of an acquire
+/// timeout); fails the scenario for any other error.
 pub fn quorum_failure(err: LockError) -> QuorumFailure {
+    let err = match err {
+        LockError::Timeout {
+            last_error: Some(last),
+            ..
+        } => *last,
+        other => other,
+    };
     let message = err.to_string();
     match err {
         LockError::QuorumNotReached {
@@ -373,6 +381,7 @@ macro_rules! redlock_scenarios {
             redlock_multi_paused_node: 3 => redlock::faults::paused::multi_paused_node,
             redlock_mutex_paused_node_bounds_a_contender: 3 => redlock::faults::paused::mutex_paused_node_bounds_a_contender,
             redlock_mutex_cancel_with_a_hung_node: 3 => redlock::faults::paused::mutex_cancel_with_a_hung_node,
+            redlock_mutex_hung_node_adds_no_delay: 3 => redlock::faults::paused::mutex_hung_node_adds_no_delay,
             redlock_mutex_five_nodes_two_down: 5 => redlock::faults::outages::mutex_five_nodes_two_down,
             redlock_semaphore_five_nodes_two_down: 5 => redlock::faults::outages::sem_five_nodes_two_down,
             redlock_validity_excludes_slow_quorums: 3 => redlock::faults::validity::validity_excludes_slow_quorums,

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use redsem_core::LostReason;
+use redsem_core::{LockError, LostReason};
 
 use super::{acquire_all, assert_clean, clean, works_again};
 use crate::common::scenarios::redlock::{
@@ -36,9 +36,10 @@ pub async fn mutex_node_down_from_the_start(env: Env) {
 }
 
 /// RLM-12, RLS-14, RLMS-15: each node in turn is stopped while the locks
-/// are held. The others keep the holds (no loss), a contender is refused
-/// with a quorum error naming the stopped node, and once the node is back
-/// the next refresh gives it every hold again.
+/// are held. The others keep the holds (no loss), a contender finds the
+/// lock busy (two "held" answers make a quorum impossible, whatever the
+/// stopped node would say), and once the node is back the next refresh
+/// gives it every hold again.
 async fn each_node_outage(env: Env, holders: &[Kind], probe: Kind) {
     let losses = Losses::default();
     let guards = acquire_all(&env, holders, &losses).await;
@@ -63,18 +64,19 @@ async fn each_node_outage(env: Env, holders: &[Kind], probe: Kind) {
                 );
             }
         }
-        let q = quorum_failure(probe.lock(env.backends(), t()).acquire().await.unwrap_err());
-        q.assert_counts("acquired", 0, 3, 2);
-        assert_eq!(q.nodes(), [1, 2, 3], "{}", q.message);
-        for node in (1..=3).filter(|n| *n != down + 1) {
-            assert!(q.reason(node).contains("held"), "{}", q.message);
-        }
+        let err = probe.lock(env.backends(), t()).acquire().await.unwrap_err();
         assert!(
-            !q.reason(down + 1).contains("held"),
-            "node {} is down, not busy: {}",
-            down + 1,
-            q.message
+            matches!(
+                err,
+                LockError::Timeout {
+                    failed_attempts: 0,
+                    ..
+                }
+            ),
+            "node {} down, the others busy: {err:?}",
+            down + 1
         );
+        assert!(!err.is_unreachable(), "{err}");
 
         env.nodes[down].start();
         wait_until(
@@ -135,7 +137,14 @@ async fn two_down(env: Env, holders: &[Kind], contender: Kind, pairs: &[(usize, 
                 kind.lacks(&*env.nodes[survivor], g.identifier()),
                 "not released on the survivor"
             );
-            assert_lost!(g.lost().await, LostReason::QuorumLost { quorum: 2, .. });
+            // Errors are "unknown", never "no": the loss comes when the
+            // validity runs out without a confirmed quorum.
+            assert_lost!(
+                g.lost().await,
+                LostReason::Unconfirmed {
+                    last_error: Some(_)
+                }
+            );
         }
         assert!(
             clean(contender, &*env.nodes[survivor]),
@@ -171,10 +180,12 @@ async fn two_down(env: Env, holders: &[Kind], contender: Kind, pairs: &[(usize, 
             "{}",
             q.message
         );
-        assert!(
-            clean(contender, &*env.nodes[survivor]),
-            "the contender's partial hold stayed on the survivor"
-        );
+        wait_until(
+            "the contender's partial hold is undone on the survivor",
+            Duration::from_secs(3),
+            || clean(contender, &*env.nodes[survivor]),
+        )
+        .await;
 
         for (_, g) in guards {
             assert!(g.release().await.unwrap_err().is_lost());
@@ -226,20 +237,24 @@ async fn five_nodes(env: Env, kind: Kind) {
     })
     .await;
     assert!(!g.is_acquired());
-    assert_lost!(g.lost().await, LostReason::QuorumLost { quorum: 3, .. });
+    assert_lost!(
+        g.lost().await,
+        LostReason::Unconfirmed {
+            last_error: Some(_)
+        }
+    );
     for i in [1, 4] {
         assert!(clean(kind, &*env.nodes[i]), "node {} not released", i + 1);
     }
     let q = quorum_failure(kind.lock(env.backends(), t()).acquire().await.unwrap_err());
     q.assert_counts("acquired", 2, 5, 3);
     assert_eq!(q.nodes(), [1, 3, 4], "{}", q.message);
-    for i in [1, 4] {
-        assert!(
-            clean(kind, &*env.nodes[i]),
-            "node {}: the contender's partial hold stayed",
-            i + 1
-        );
-    }
+    wait_until(
+        "the contender's partial holds are undone",
+        Duration::from_secs(3),
+        || [1, 4].iter().all(|&i| clean(kind, &*env.nodes[i])),
+    )
+    .await;
     sleep(ms(200)).await;
     assert_eq!(losses.count(), 1, "{:?}", losses.messages());
     assert!(g.release().await.unwrap_err().is_lost());

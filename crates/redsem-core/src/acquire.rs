@@ -1,0 +1,315 @@
+//! The acquire loop shared by every lock kind: attempts, backoff, clean-up
+//! of failed or abandoned attempts, and `with_lock`.
+
+use std::future::{poll_fn, Future};
+use std::pin::pin;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::Instant;
+
+use futures::future::{select, Either};
+
+use crate::backoff;
+use crate::driver::driver;
+use crate::error::{AcquireLimit, LockError};
+use crate::fixed_id::{FixedIdClaim, Owner};
+use crate::guard::LockGuard;
+use crate::hold::{finish, Hold};
+use crate::lock_core::DynCore;
+use crate::options::Identity;
+use crate::protocol::{Leftover, Refreshed};
+use crate::shutdown::spawn_cleanup;
+use crate::single::too_slow;
+use crate::time::{sleep_until, within};
+
+/// Whether acquire waits (retrying) or makes a single attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    Wait,
+    Try,
+}
+
+/// The smallest validity a new guard may have, as a fraction of the lock
+/// timeout: an attempt answered so late that less is left counts as failed
+/// (it is cleaned up and retried), so a guard is never handed out already
+/// about to expire.
+pub(crate) const MIN_VALIDITY_FRACTION: u32 = 10;
+
+/// Cleans up in the background if the acquire future is dropped while an
+/// attempt that may have taken the lock is in flight. It carries the
+/// fixed-identifier claim, so the identifier is not reused before then.
+struct InFlight<'a> {
+    core: &'a Arc<DynCore>,
+    id: &'a str,
+    started: Instant,
+    claim: &'a mut FixedIdClaim,
+    armed: bool,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            clean_up_in_background(self.core, self.id, self.started, None, self.claim.take());
+        }
+    }
+}
+
+/// Removes whatever an attempt under `id` may have taken, retrying until
+/// it would have expired by itself, then frees `claim`.
+fn clean_up_in_background(
+    core: &Arc<DynCore>,
+    id: &str,
+    started: Instant,
+    leftover: Leftover,
+    claim: FixedIdClaim,
+) {
+    claim.cleaning_up();
+    let (core, id) = (core.clone(), id.to_owned());
+    spawn_cleanup(Box::pin(async move {
+        finish(leftover).await;
+        clean_up(&core, &id, started).await;
+        drop(claim);
+    }));
+}
+
+async fn clean_up(core: &DynCore, id: &str, started: Instant) {
+    let options = &core.options;
+    let deadline = started
+        .checked_add(options.lock_timeout)
+        .unwrap_or_else(crate::time::far_future);
+    let (_, leftover) = core
+        .protocol
+        .release(id, options.command_timeout, deadline)
+        .await;
+    finish(leftover).await;
+}
+
+/// Claims the fixed identifier (a no-op for random ones), waiting until
+/// `deadline` while a background clean-up under it finishes.
+async fn claim(core: &Arc<DynCore>, deadline: Option<Instant>) -> Result<FixedIdClaim, LockError> {
+    let Identity::Fixed(id) = &core.options.identity else {
+        return Ok(FixedIdClaim::none());
+    };
+    let already_held = || LockError::AlreadyHeld {
+        kind: core.protocol.kind(),
+        key: core.protocol.key().to_owned(),
+        identifier: id.clone(),
+    };
+    let wait = poll_fn(|cx| match core.fixed_id.try_claim(cx.waker()) {
+        Ok(claim) => Poll::Ready(Ok(claim)),
+        Err(Owner::CleaningUp) => Poll::Pending,
+        Err(_) => Poll::Ready(Err(())),
+    });
+    let claimed = match deadline {
+        None => wait.await,
+        Some(deadline) => {
+            let left = deadline.saturating_duration_since(Instant::now());
+            within(left, wait).await.unwrap_or(Err(()))
+        }
+    };
+    claimed.map_err(|()| already_held())
+}
+
+/// One acquire (or one try).
+pub(crate) async fn acquire(
+    core: &Arc<DynCore>,
+    mode: Mode,
+) -> Result<Option<LockGuard>, LockError> {
+    driver().map_err(|message| LockError::Background { message })?;
+    let options = &core.options;
+    let deadline = Instant::now().checked_add(options.acquire_timeout);
+    let mut claim = claim(core, deadline).await?;
+    let fixed = matches!(options.identity, Identity::Fixed(_));
+    let ttl = options.lock_timeout_ms;
+    let bound = options.command_timeout;
+    let mut id = options.identity.make();
+
+    if core.external_pending.load(Ordering::Acquire) {
+        return take_over(core, mode, id, claim).await;
+    }
+
+    let (mut attempts, mut failed, mut in_a_row) = (0u32, 0u32, 0u32);
+    let mut last_error = None;
+    loop {
+        attempts = attempts.saturating_add(1);
+        let started = Instant::now();
+        let mut in_flight = InFlight {
+            core,
+            id: &id,
+            started,
+            claim: &mut claim,
+            armed: true,
+        };
+        let (outcome, leftover) = core.protocol.acquire(&id, ttl, started, bound).await;
+        let min_left = options.lock_timeout / MIN_VALIDITY_FRACTION;
+        let outcome = match outcome {
+            Ok(Some(until)) if until.saturating_duration_since(Instant::now()) < min_left => {
+                Err(core.backend_error("acquire", too_slow(started)))
+            }
+            other => other,
+        };
+        let delay = match outcome {
+            Ok(Some(valid_until)) => {
+                in_flight.armed = false;
+                drop(in_flight);
+                if let Some(job) = leftover {
+                    spawn_cleanup(job);
+                }
+                let hold = Hold::start(core.clone(), id, started, valid_until, claim.take());
+                return Ok(Some(LockGuard::new(hold)));
+            }
+            Ok(None) => {
+                in_a_row = 0;
+                settle(&mut in_flight, leftover, fixed).await;
+                backoff::after_busy(options.retry_interval)
+            }
+            // The failed call may still have taken the lock (in part). A
+            // fixed identifier is cleaned up before it is used again; a
+            // random one in the background, and replaced.
+            Err(e) if is_retryable(&e) => {
+                failed = failed.saturating_add(1);
+                in_a_row = in_a_row.saturating_add(1);
+                last_error = Some(e);
+                if fixed {
+                    finish(leftover).await;
+                    clean_up(core, &id, started).await;
+                    in_flight.armed = false;
+                } else {
+                    in_flight.armed = false;
+                    drop(in_flight);
+                    clean_up_in_background(core, &id, started, leftover, FixedIdClaim::none());
+                    id = options.identity.make();
+                }
+                backoff::after_failure(options.retry_interval, in_a_row, backoff::FAILURE_CAP)
+            }
+            Err(e) => {
+                in_flight.armed = false;
+                let claim = in_flight.claim.take();
+                clean_up_in_background(core, &id, started, leftover, claim);
+                return Err(e);
+            }
+        };
+
+        if mode == Mode::Try {
+            return match last_error {
+                Some(e) if in_a_row > 0 => Err(e),
+                _ => Ok(None),
+            };
+        }
+        if options.max_attempts.is_some_and(|max| attempts >= max) {
+            let limit = AcquireLimit::Attempts(attempts);
+            return Err(core.timeout_error(limit, attempts, failed, last_error));
+        }
+        let now = Instant::now();
+        match deadline {
+            Some(deadline) if now >= deadline => {
+                let limit = AcquireLimit::Timeout(options.acquire_timeout);
+                return Err(core.timeout_error(limit, attempts, failed, last_error));
+            }
+            // Never sleep past the deadline: the last attempt happens at it.
+            Some(deadline) => {
+                sleep_until(now.checked_add(delay).unwrap_or(deadline).min(deadline)).await
+            }
+            None => {
+                sleep_until(
+                    now.checked_add(delay)
+                        .unwrap_or_else(crate::time::far_future),
+                )
+                .await
+            }
+        }
+    }
+}
+
+/// After a busy answer: runs what the attempt left behind (the undo of a
+/// partial Redlock attempt) before a fixed identifier is reused, or in the
+/// background for a random one.
+async fn settle(in_flight: &mut InFlight<'_>, leftover: Leftover, fixed: bool) {
+    if fixed {
+        finish(leftover).await;
+    } else if let Some(job) = leftover {
+        spawn_cleanup(job);
+    }
+    in_flight.armed = false;
+}
+
+/// The first acquire of an `acquired_externally` lock: take over the hold
+/// made elsewhere under the fixed identifier, by refreshing it.
+async fn take_over(
+    core: &Arc<DynCore>,
+    mode: Mode,
+    id: String,
+    claim: FixedIdClaim,
+) -> Result<Option<LockGuard>, LockError> {
+    let options = &core.options;
+    let started = Instant::now();
+    let (refreshed, leftover) = core
+        .protocol
+        .refresh(
+            &id,
+            options.lock_timeout_ms,
+            started,
+            options.command_timeout,
+        )
+        .await;
+    // Always a fixed identifier: the undo of a failed takeover finishes
+    // before it can be used again.
+    finish(leftover).await;
+    match refreshed? {
+        Refreshed::Extended { valid_until } => {
+            core.external_pending.store(false, Ordering::Release);
+            let hold = Hold::start(core.clone(), id, started, valid_until, claim);
+            Ok(Some(LockGuard::new(hold)))
+        }
+        Refreshed::Lost(_) if mode == Mode::Try => Ok(None),
+        Refreshed::Lost(_) => Err(core.timeout_error(AcquireLimit::Attempts(1), 1, 0, None)),
+    }
+}
+
+fn is_retryable(err: &LockError) -> bool {
+    match err {
+        LockError::Backend { source, .. } => source.is_retryable(),
+        // Unless errors that will repeat (a permission, a wrong type) make
+        // a quorum impossible for good.
+        LockError::QuorumNotReached {
+            total,
+            quorum,
+            failures,
+            ..
+        } => failures.iter().filter(|f| !f.retryable).count() <= total - quorum,
+        _ => false,
+    }
+}
+
+/// Acquires, waiting as the options allow.
+pub(crate) async fn acquire_wait(core: &Arc<DynCore>) -> Result<LockGuard, LockError> {
+    match acquire(core, Mode::Wait).await? {
+        Some(guard) => Ok(guard),
+        // Mode::Wait ends with a guard or an error; this is its last attempt's
+        // "busy" seen as the limit it is.
+        None => Err(core.timeout_error(AcquireLimit::Attempts(1), 1, 0, None)),
+    }
+}
+
+/// Runs `work` while holding the lock; drops it with the loss error if the
+/// lock is lost first. Releases at the end; once the work has finished its
+/// result is kept even if the release fails (a loss found then is reported
+/// to `on_lock_lost`; an unanswered release lets the hold expire).
+pub(crate) async fn with_lock<F, Fut, T>(core: &Arc<DynCore>, work: F) -> Result<T, LockError>
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = T>,
+{
+    let guard = acquire_wait(core).await?;
+    let outcome = {
+        let work = pin!(work());
+        let lost = pin!(guard.lost());
+        match select(work, lost).await {
+            Either::Left((value, _)) => Ok(value),
+            Either::Right((lost, _)) => Err(lost),
+        }
+    };
+    let _ = guard.release().await;
+    outcome
+}

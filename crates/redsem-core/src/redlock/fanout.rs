@@ -1,0 +1,130 @@
+//! Fan-out of one call to many nodes that returns as soon as the outcome is
+//! decided, leaving the slower calls to finish in the background.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use futures::stream::{FuturesUnordered, StreamExt};
+use futures::FutureExt;
+
+use crate::driver::Job;
+use crate::error::{BackendError, BackendErrorKind};
+use crate::time::bounded_call;
+
+/// A call on one node: `Ok(true)` for "yes".
+pub(crate) type Call = Pin<Box<dyn Future<Output = Result<bool, BackendError>> + Send>>;
+
+/// One node's answer.
+#[derive(Debug)]
+pub(crate) enum Vote {
+    Yes,
+    No,
+    Failed(BackendError),
+}
+
+/// The answers so far: `None` for a node not yet answered (or not called).
+pub(crate) type Votes = Vec<Option<Vote>>;
+
+type Pending = FuturesUnordered<Pin<Box<dyn Future<Output = (usize, Vote)> + Send>>>;
+
+/// Calls still in flight when a fan-out was decided.
+pub(crate) struct Stragglers(Pending);
+
+impl Stragglers {
+    /// A job that lets them finish and runs `then` with each answer (for
+    /// example to undo a late "yes").
+    pub(crate) fn finish(
+        self,
+        then: impl Fn(usize, Vote) -> Option<Call> + Send + 'static,
+        bound: Duration,
+    ) -> Option<Job> {
+        if self.0.is_empty() {
+            return None;
+        }
+        let mut pending = self.0;
+        Some(Box::pin(async move {
+            let mut follow_ups = FuturesUnordered::new();
+            while let Some((i, vote)) = pending.next().await {
+                if let Some(call) = then(i, vote) {
+                    follow_ups.push(bounded_call(bound, call));
+                }
+            }
+            while follow_ups.next().await.is_some() {}
+        }))
+    }
+}
+
+/// Runs each `Some` call (each bounded by `bound`) concurrently until
+/// `decided(&votes)` holds or all have answered.
+pub(crate) async fn fan_out(
+    calls: Vec<Option<Call>>,
+    bound: Duration,
+    decided: impl Fn(&Votes) -> bool,
+) -> (Votes, Stragglers) {
+    let mut votes: Votes = calls.iter().map(|_| None).collect();
+    let pending: Pending = calls
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, call)| call.map(|c| (i, c)))
+        .map(|(i, call)| {
+            let fut: Pin<Box<dyn Future<Output = (usize, Vote)> + Send>> =
+                Box::pin(async move { (i, vote(bound, call).await) });
+            fut
+        })
+        .collect();
+    let mut pending = pending;
+    while !decided(&votes) {
+        match pending.next().await {
+            Some((i, v)) => votes[i] = Some(v),
+            None => break,
+        }
+    }
+    // Answers that are already in count too; only calls still waiting on
+    // the network are left behind.
+    while let Some(Some((i, v))) = pending.next().now_or_never() {
+        votes[i] = Some(v);
+    }
+    (votes, Stragglers(pending))
+}
+
+async fn vote(bound: Duration, call: Call) -> Vote {
+    match bounded_call(bound, call).await {
+        Ok(true) => Vote::Yes,
+        Ok(false) => Vote::No,
+        Err(e) if e.kind() == BackendErrorKind::Timeout => Vote::Failed(BackendError::new(
+            BackendErrorKind::Timeout,
+            format!("timed out after {bound:?}"),
+        )),
+        Err(e) => Vote::Failed(e),
+    }
+}
+
+/// Counts of the answers so far.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Tally {
+    pub(crate) yes: usize,
+    pub(crate) no: usize,
+    pub(crate) failed: usize,
+    /// Failures that retrying cannot fix (a permission or type error).
+    pub(crate) fatal: usize,
+}
+
+impl Tally {
+    pub(crate) fn of(votes: &Votes) -> Tally {
+        let mut t = Tally::default();
+        for vote in votes.iter().flatten() {
+            match vote {
+                Vote::Yes => t.yes += 1,
+                Vote::No => t.no += 1,
+                Vote::Failed(e) => {
+                    t.failed += 1;
+                    if !e.is_retryable() {
+                        t.fatal += 1;
+                    }
+                }
+            }
+        }
+        t
+    }
+}
