@@ -19,8 +19,14 @@ pub(crate) fn args(args: &[Arg<'_>]) -> Value {
 
 /// Classifies a fred error, keeping it as the `source`.
 ///
-/// fred reports most server error replies as [`ErrorKind::Unknown`] with the
-/// reply as details, `NOSCRIPT` included.
+/// fred reports server error replies with the whole reply as details and a
+/// kind guessed from its code: [`ErrorKind::Unknown`] for most (`NOSCRIPT`,
+/// `READONLY`, `LOADING`, `BUSY`, `MASTERDOWN`, `TRYAGAIN`, ...),
+/// [`ErrorKind::Cluster`] for `MOVED`, `ASK` and `CLUSTERDOWN`,
+/// [`ErrorKind::InvalidArgument`] for `WRONGTYPE`, [`ErrorKind::Auth`] for
+/// `NOAUTH`. For those kinds the details are classified by their code with
+/// [`BackendErrorKind::of_server_reply`], like every adapter does, so
+/// failover replies are retryable ([`BackendErrorKind::Unavailable`]).
 pub(crate) fn error(err: Error) -> BackendError {
     let kind = if err.details().starts_with("NOSCRIPT") {
         BackendErrorKind::NoScript
@@ -34,7 +40,7 @@ pub(crate) fn error(err: Error) -> BackendError {
             | ErrorKind::InvalidArgument
             | ErrorKind::InvalidCommand
             | ErrorKind::Auth
-            | ErrorKind::Cluster => BackendErrorKind::Server,
+            | ErrorKind::Cluster => BackendErrorKind::of_server_reply(err.details()),
             ErrorKind::Protocol | ErrorKind::Parse | ErrorKind::NotFound => {
                 BackendErrorKind::UnexpectedReply
             }
@@ -103,8 +109,24 @@ mod tests {
             kind(ErrorKind::InvalidArgument, "WRONGTYPE x"),
             BackendErrorKind::Server
         );
+        // fred's own cluster errors (not replies) stay server errors.
         assert_eq!(
-            kind(ErrorKind::Cluster, "MOVED 1 a:1"),
+            kind(ErrorKind::Cluster, "Failed to find cluster owner."),
+            BackendErrorKind::Server
+        );
+        assert_eq!(
+            kind(ErrorKind::Unknown, "NOPERM no permissions"),
+            BackendErrorKind::Server
+        );
+        assert_eq!(
+            kind(
+                ErrorKind::Unknown,
+                "BUSYGROUP Consumer Group name already exists"
+            ),
+            BackendErrorKind::Server
+        );
+        assert_eq!(
+            kind(ErrorKind::Auth, "NOAUTH Authentication required."),
             BackendErrorKind::Server
         );
         assert_eq!(
@@ -124,6 +146,44 @@ mod tests {
             BackendErrorKind::UnexpectedReply
         );
         assert_eq!(kind(ErrorKind::Config, "x"), BackendErrorKind::Other);
+    }
+
+    /// Replies with which a deployment answers while loading, failing over
+    /// or resharding: the call can succeed later, so they are retryable.
+    /// Each comes in the form fred produces for it.
+    #[test]
+    fn transient_replies_are_unavailable() {
+        for reply in [
+            "LOADING Redis is loading the dataset in memory",
+            "BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.",
+            "READONLY You can't write against a read only replica.",
+            "MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'.",
+            "TRYAGAIN Multiple keys request during rehashing of slot",
+            "CLUSTERDOWN The cluster is down",
+            "MOVED 3999 127.0.0.1:6381",
+            "ASK 3999 127.0.0.1:6381",
+        ] {
+            let fred_error = pretty_error(reply);
+            assert_eq!(fred_error.details(), reply);
+            let converted = error(fred_error);
+            assert_eq!(converted.kind(), BackendErrorKind::Unavailable, "{reply}");
+            assert!(converted.is_retryable(), "{reply}");
+        }
+        // fred's own errors are not mistaken for replies.
+        assert_eq!(kind(ErrorKind::Config, "READONLY"), BackendErrorKind::Other);
+    }
+
+    /// How fred 10 turns an error reply into an [`Error`]
+    /// (`fred::protocol::utils::pretty_error`, which is private): the kind is
+    /// guessed from the code, the details are the whole reply.
+    fn pretty_error(reply: &str) -> Error {
+        let kind = match reply.split_whitespace().next().unwrap_or("") {
+            "WRONGTYPE" => ErrorKind::InvalidArgument,
+            "NOAUTH" | "WRONGPASS" => ErrorKind::Auth,
+            "MOVED" | "ASK" | "CLUSTERDOWN" => ErrorKind::Cluster,
+            _ => ErrorKind::Unknown,
+        };
+        Error::new(kind, reply.to_owned())
     }
 
     #[test]

@@ -4,16 +4,38 @@ use redis::{ErrorKind, RedisError, ServerErrorKind, Value};
 use redsem_core::{BackendError, BackendErrorKind, Reply};
 
 /// Classifies a redis-rs error, keeping it as the `source`.
+///
+/// Error replies are classified by their code with
+/// [`BackendErrorKind::of_server_reply`], like every adapter does: redis-rs
+/// gives some codes a [`ServerErrorKind`] of their own (`LOADING`,
+/// `READONLY`, `MASTERDOWN`, `TRYAGAIN`, `CLUSTERDOWN`, `MOVED`, `ASK`,
+/// `NOSCRIPT`, ...) and reports the others (`BUSY`, `WRONGTYPE`, ...) as
+/// [`ErrorKind::Extension`]; [`RedisError::code`] names the code either way.
 pub(crate) fn error(err: RedisError) -> BackendError {
     let kind = match err.kind() {
         ErrorKind::Server(ServerErrorKind::NoScript) => BackendErrorKind::NoScript,
+        ErrorKind::Server(_) | ErrorKind::Extension => server_kind(&err),
         ErrorKind::Io if err.is_timeout() => BackendErrorKind::Timeout,
         ErrorKind::Io | ErrorKind::ClusterConnectionNotFound => BackendErrorKind::Connection,
-        ErrorKind::Server(_) | ErrorKind::Extension => BackendErrorKind::Server,
         ErrorKind::Parse | ErrorKind::UnexpectedReturnType => BackendErrorKind::UnexpectedReply,
         _ => BackendErrorKind::Other,
     };
     BackendError::from_source(kind, err)
+}
+
+/// The kind of an error reply, from its code and detail as Redis sent them
+/// (redis-rs's `Display` renames codes, e.g. `READONLY` to `ReadOnly`).
+fn server_kind(err: &RedisError) -> BackendErrorKind {
+    match err.code() {
+        Some(code) => {
+            let reply = match err.detail() {
+                Some(detail) => format!("{code} {detail}"),
+                None => code.to_owned(),
+            };
+            BackendErrorKind::of_server_reply(&reply)
+        }
+        None => BackendErrorKind::Server,
+    }
 }
 
 /// Converts a reply the way RESP2 would present it: maps and sets become
@@ -95,13 +117,22 @@ mod tests {
             BackendErrorKind::Server
         );
         assert_eq!(
-            kind(server_error("MOVED 3999 127.0.0.1:6381")),
-            BackendErrorKind::Server
-        );
-        assert_eq!(
             kind(server_error("CUSTOMCODE something")),
             BackendErrorKind::Server
         );
+        for permanent in [
+            "EXECABORT Transaction discarded because of previous errors.",
+            "CROSSSLOT Keys in request don't hash to the same slot",
+            "NOPERM User default has no permissions to run the 'set' command",
+            "NOTBUSY No scripts in execution right now.",
+            "BUSYGROUP Consumer Group name already exists",
+        ] {
+            assert_eq!(
+                kind(server_error(permanent)),
+                BackendErrorKind::Server,
+                "{permanent}"
+            );
+        }
         let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
         assert_eq!(kind(refused.into()), BackendErrorKind::Connection);
         let timed_out = std::io::Error::from(std::io::ErrorKind::TimedOut);
@@ -116,6 +147,65 @@ mod tests {
             kind((ErrorKind::Client, "x").into()),
             BackendErrorKind::Other
         );
+    }
+
+    /// Replies with which a deployment answers while loading, failing over
+    /// or resharding: the call can succeed later, so they are retryable.
+    #[test]
+    fn transient_replies_are_unavailable() {
+        for (line, redis_kind) in [
+            (
+                "LOADING Redis is loading the dataset in memory",
+                Some(ServerErrorKind::BusyLoading),
+            ),
+            (
+                "BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.",
+                None,
+            ),
+            (
+                "READONLY You can't write against a read only replica.",
+                Some(ServerErrorKind::ReadOnly),
+            ),
+            (
+                "MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'.",
+                Some(ServerErrorKind::MasterDown),
+            ),
+            (
+                "TRYAGAIN Multiple keys request during rehashing of slot",
+                Some(ServerErrorKind::TryAgain),
+            ),
+            (
+                "CLUSTERDOWN The cluster is down",
+                Some(ServerErrorKind::ClusterDown),
+            ),
+            ("MOVED 3999 127.0.0.1:6381", Some(ServerErrorKind::Moved)),
+            ("ASK 3999 127.0.0.1:6381", Some(ServerErrorKind::Ask)),
+        ] {
+            let err = server_error(line);
+            // redis-rs names most of these codes itself; BUSY is an extension.
+            let expected = redis_kind.map_or(ErrorKind::Extension, ErrorKind::Server);
+            assert_eq!(err.kind(), expected, "{line}");
+            let converted = error(err);
+            assert_eq!(converted.kind(), BackendErrorKind::Unavailable, "{line}");
+            assert!(converted.is_retryable(), "{line}");
+        }
+        // A code without detail is classified too.
+        assert_eq!(
+            kind(server_error("READONLY")),
+            BackendErrorKind::Unavailable
+        );
+        // An error built on the client side is not mistaken for a reply.
+        assert_eq!(
+            kind((ErrorKind::Client, "READONLY").into()),
+            BackendErrorKind::Other
+        );
+    }
+
+    #[test]
+    fn transient_replies_inside_values_are_unavailable() {
+        let value = redis::parse_redis_value(b"-LOADING Redis is loading\r\n").expect("parses");
+        let err = reply(value).expect_err("is an error");
+        assert_eq!(err.kind(), BackendErrorKind::Unavailable);
     }
 
     #[test]

@@ -89,6 +89,29 @@ impl TestingError {
         }
     }
 
+    /// True if an established connection was closed or reset by the peer
+    /// (end of stream, `ECONNRESET`, `EPIPE`, ...), e.g. by
+    /// [`FaultProxy::reset_all`](crate::FaultProxy::reset_all).
+    ///
+    /// ```
+    /// use redsem_testing::TestingError;
+    /// # fn check(err: TestingError) {
+    /// if err.is_connection_closed() {
+    ///     // reconnect
+    /// }
+    /// # }
+    /// ```
+    pub fn is_connection_closed(&self) -> bool {
+        matches!(self, TestingError::Io { source, .. } if matches!(
+            source.kind(),
+            io::ErrorKind::UnexpectedEof
+                | io::ErrorKind::ConnectionReset
+                | io::ErrorKind::ConnectionAborted
+                | io::ErrorKind::BrokenPipe
+                | io::ErrorKind::NotConnected
+        ))
+    }
+
     /// True if a connection was refused (what a stopped server produces).
     pub fn is_connection_refused(&self) -> bool {
         matches!(self, TestingError::Io { source, .. } if source.kind() == io::ErrorKind::ConnectionRefused)

@@ -22,6 +22,11 @@
 //! [`RedisCluster`] builds a cluster of masters, and [`shared_cluster`] gives
 //! one cluster per test binary for tests that only need *a* cluster.
 //!
+//! [`FaultProxy`] sits between a client and a server and injects network
+//! faults at run time: latency, a black hole, refused or reset connections,
+//! and a switch to another upstream (a failover as the client sees it).
+//! [`RespConnection`] is a tiny persistent RESP2 client for assertions.
+//!
 //! # Cleanup, also after crashes
 //!
 //! Dropping a handle kills its server(s), also while a test unwinds from a
@@ -40,6 +45,7 @@
 
 mod cluster;
 mod error;
+mod proxy;
 mod resp;
 mod server;
 mod util;
@@ -49,7 +55,8 @@ use std::sync::OnceLock;
 
 pub use cluster::RedisCluster;
 pub use error::TestingError;
-pub use resp::RespValue;
+pub use proxy::{FaultProxy, ProxyMode, ProxyStats};
+pub use resp::{RespConnection, RespValue};
 pub use server::RedisServer;
 
 /// The number of masters of the [`shared_cluster`].

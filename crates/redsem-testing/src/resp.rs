@@ -135,6 +135,168 @@ pub(crate) fn command(
     })
 }
 
+/// One persistent RESP2 connection, for tests that need to see what happens
+/// to a connection over time (a proxy that stalls or resets it, a server
+/// that pauses), where [`RedisServer::command`](crate::RedisServer::command)
+/// opens a fresh connection per command.
+///
+/// Every step is bounded by the time-out given to
+/// [`connect`](Self::connect) (changeable with
+/// [`set_timeout`](Self::set_timeout)), so a stalled peer shows up as an
+/// error for which [`TestingError::is_timeout`] is true, and a dropped
+/// connection as one for which [`TestingError::is_connection_closed`] is.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use redsem_testing::{RedisServer, RespConnection};
+///
+/// # fn main() -> Result<(), redsem_testing::TestingError> {
+/// let server = RedisServer::start()?;
+/// let mut conn = RespConnection::connect(server.addr(), Duration::from_secs(2))?;
+/// assert!(conn.command(&["SET", "k", "v"])?.is_ok());
+/// assert_eq!(conn.command(&["GET", "k"])?.as_str(), Some("v"));
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct RespConnection {
+    reader: BufReader<TcpStream>,
+    addr: SocketAddr,
+}
+
+impl RespConnection {
+    /// Connects to `addr`; `timeout` bounds the connect and, later, every
+    /// single write and read.
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// # use redsem_testing::{RedisServer, RespConnection};
+    /// # fn main() -> Result<(), redsem_testing::TestingError> {
+    /// let server = RedisServer::start()?;
+    /// let conn = RespConnection::connect(server.addr(), Duration::from_secs(1))?;
+    /// assert_eq!(conn.peer(), server.addr());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn connect(addr: SocketAddr, timeout: Duration) -> Result<Self, TestingError> {
+        let stream = TcpStream::connect_timeout(&addr, timeout)
+            .map_err(|e| TestingError::io(format!("connecting to {addr}"), e))?;
+        stream
+            .set_nodelay(true)
+            .map_err(|e| TestingError::io(format!("configuring the socket to {addr}"), e))?;
+        let mut conn = RespConnection {
+            reader: BufReader::new(stream),
+            addr,
+        };
+        conn.set_timeout(timeout)?;
+        Ok(conn)
+    }
+
+    /// The address this connection was opened to.
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// # use redsem_testing::{RedisServer, RespConnection};
+    /// # fn main() -> Result<(), redsem_testing::TestingError> {
+    /// # let server = RedisServer::start()?;
+    /// let conn = RespConnection::connect(server.addr(), Duration::from_secs(1))?;
+    /// println!("talking to {}", conn.peer());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn peer(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Changes the bound of each later write and read.
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// # use redsem_testing::{RedisServer, RespConnection};
+    /// # fn main() -> Result<(), redsem_testing::TestingError> {
+    /// # let server = RedisServer::start()?;
+    /// let mut conn = RespConnection::connect(server.addr(), Duration::from_secs(1))?;
+    /// conn.set_timeout(Duration::from_millis(200))?; // a stall shows up fast
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn set_timeout(&mut self, timeout: Duration) -> Result<(), TestingError> {
+        let stream = self.reader.get_ref();
+        stream
+            .set_read_timeout(Some(timeout))
+            .and_then(|()| stream.set_write_timeout(Some(timeout)))
+            .map_err(|e| TestingError::io(format!("setting time-outs on {}", self.addr), e))
+    }
+
+    /// Sends one command without waiting for its reply (to pipeline, or to
+    /// leave a request in flight); read it later with
+    /// [`read_reply`](Self::read_reply).
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// # use redsem_testing::{RedisServer, RespConnection};
+    /// # fn main() -> Result<(), redsem_testing::TestingError> {
+    /// # let server = RedisServer::start()?;
+    /// let mut conn = RespConnection::connect(server.addr(), Duration::from_secs(1))?;
+    /// conn.send(&["PING"])?;
+    /// conn.send(&["ECHO", "hi"])?;
+    /// assert_eq!(conn.read_reply()?.as_str(), Some("PONG"));
+    /// assert_eq!(conn.read_reply()?.as_str(), Some("hi"));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn send(&mut self, args: &[&str]) -> Result<(), TestingError> {
+        if args.is_empty() {
+            return Err(TestingError::InvalidArgument(
+                "a Redis command needs at least one word".into(),
+            ));
+        }
+        self.reader.get_mut().write_all(&encode(args)).map_err(|e| {
+            TestingError::io(format!("sending `{}` ({})", args.join(" "), self.addr), e)
+        })
+    }
+
+    /// Reads one reply (an error reply is returned as [`RespValue::Error`]).
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// # use redsem_testing::{RedisServer, RespConnection};
+    /// # fn main() -> Result<(), redsem_testing::TestingError> {
+    /// # let server = RedisServer::start()?;
+    /// let mut conn = RespConnection::connect(server.addr(), Duration::from_secs(1))?;
+    /// conn.send(&["NOSUCHCOMMAND"])?;
+    /// assert!(conn.read_reply()?.error_message().is_some());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn read_reply(&mut self) -> Result<RespValue, TestingError> {
+        let addr = self.addr;
+        read_value(&mut self.reader, 0).map_err(|e| match e {
+            TestingError::Io { source, .. } => {
+                TestingError::io(format!("reading a reply from {addr}"), source)
+            }
+            other => other,
+        })
+    }
+
+    /// Sends one command and reads its reply.
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// # use redsem_testing::{RedisServer, RespConnection};
+    /// # fn main() -> Result<(), redsem_testing::TestingError> {
+    /// # let server = RedisServer::start()?;
+    /// let mut conn = RespConnection::connect(server.addr(), Duration::from_secs(1))?;
+    /// assert_eq!(conn.command(&["INCR", "n"])?.as_integer(), Some(1));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn command(&mut self, args: &[&str]) -> Result<RespValue, TestingError> {
+        self.send(args)?;
+        self.read_reply()
+    }
+}
+
 /// Encodes a command as a RESP array of bulk strings.
 fn encode(args: &[&str]) -> Vec<u8> {
     let mut out = format!("*{}\r\n", args.len()).into_bytes();
