@@ -18,7 +18,7 @@ use crate::guard::LockGuard;
 use crate::hold::{finish, Hold};
 use crate::lock_core::DynCore;
 use crate::options::Identity;
-use crate::protocol::{Leftover, Refreshed};
+use crate::protocol::{Leftover, Refreshed, Retry};
 use crate::shutdown::spawn_cleanup;
 use crate::single::too_slow;
 use crate::time::{sleep_until, within};
@@ -73,16 +73,23 @@ fn clean_up_in_background(
     }));
 }
 
-async fn clean_up(core: &DynCore, id: &str, started: Instant) {
-    let options = &core.options;
-    let deadline = started
-        .checked_add(options.lock_timeout)
-        .unwrap_or_else(crate::time::far_future);
-    let (_, leftover) = core
-        .protocol
-        .release(id, options.command_timeout, deadline)
-        .await;
+/// When what an attempt started at `started` may have taken expires.
+fn expiry(core: &DynCore, started: Instant) -> Instant {
+    started
+        .checked_add(core.options.lock_timeout)
+        .unwrap_or_else(crate::time::far_future)
+}
+
+/// Releases `id` with `retry`; `true` when Redis confirmed it.
+async fn clean_up_with(core: &DynCore, id: &str, retry: Retry) -> bool {
+    let bound = core.options.command_timeout;
+    let (result, leftover) = core.protocol.release(id, bound, retry).await;
     finish(leftover).await;
+    result.is_ok()
+}
+
+async fn clean_up(core: &DynCore, id: &str, started: Instant) {
+    clean_up_with(core, id, Retry::few(expiry(core, started))).await;
 }
 
 /// Claims the fixed identifier (a no-op for random ones), waiting until
@@ -172,8 +179,15 @@ pub(crate) async fn acquire(
                 in_a_row = in_a_row.saturating_add(1);
                 last_error = Some(e);
                 if fixed {
+                    // The same identifier is used next: its clean-up must be
+                    // confirmed, or what it may have taken must have expired,
+                    // before a late delete could hit the next hold.
                     finish(leftover).await;
-                    clean_up(core, &id, started).await;
+                    let expires = expiry(core, started);
+                    if !clean_up_with(core, &id, Retry::until(expires)).await {
+                        let wake = deadline.map_or(expires, |d| d.min(expires));
+                        sleep_until(wake).await;
+                    }
                     in_flight.armed = false;
                 } else {
                     in_flight.armed = false;

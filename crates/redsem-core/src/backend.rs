@@ -105,8 +105,10 @@ impl Reply {
 ///    redsem falls back to `EVAL` (two round trips in all).
 /// 4. **Replies are converted faithfully.** Integer replies become
 ///    [`Reply::Int`] (a string `"1"` is accepted too), nil becomes
-///    [`Reply::Nil`], error replies become errors with kind
-///    [`BackendErrorKind::Server`].
+///    [`Reply::Nil`], error replies become errors classified by
+///    [`BackendErrorKind::of_server_reply`] (so `READONLY`, `LOADING` and
+///    other failover replies are [`BackendErrorKind::Unavailable`] and get
+///    retried).
 /// 5. **Errors are classified.** Connection problems are
 ///    [`BackendErrorKind::Connection`]; a client-side timeout is
 ///    [`BackendErrorKind::Timeout`]. redsem bounds every call with its own
@@ -116,6 +118,11 @@ impl Reply {
 /// 7. **Runtime independence.** The returned futures may be polled from any
 ///    executor thread, including redsem's own refresh thread. An adapter whose
 ///    client needs a runtime context (tokio) must provide it while polling.
+/// 8. **Never block.** A call must not block the thread that polls it (no
+///    synchronous I/O, no `block_on` inside): redsem polls every lock's
+///    refresh on one background thread, and a blocked call stalls them all.
+///    redsem detects such stalls and reports them
+///    ([`background_stalls`](crate::background_stalls)).
 ///
 /// # Example: a complete custom backend
 ///
@@ -222,6 +229,27 @@ pub trait RedisBackend: Send + Sync + fmt::Debug {
         Ok(reply.expect_i64(script)? == 1)
     }
 
+    /// The identity of the Redis server this backend reaches: its `run_id`.
+    /// Redlock compares them to refuse two backends that reach the same
+    /// server (which would count one server's vote twice).
+    ///
+    /// The provided implementation reads `run_id` from `INFO server` in a
+    /// script (one round trip, once per Redlock lock instance and node).
+    /// `Ok(None)` means the backend cannot tell; Redlock then trusts that
+    /// node to be distinct.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: it only reads.
+    async fn server_id(&self) -> Result<Option<String>, BackendError> {
+        let script = &crate::script::SERVER_ID;
+        Ok(match self.run_script(script, &[], &[]).await? {
+            Reply::Data(bytes) => Some(String::from_utf8_lossy(&bytes).into_owned()),
+            Reply::Status(s) => Some(s),
+            _ => None,
+        })
+    }
+
     /// Runs a script by `EVALSHA`, falling back to `EVAL` when the server does
     /// not have it cached (two round trips, not the three of
     /// `SCRIPT LOAD` + `EVALSHA`).
@@ -272,6 +300,10 @@ macro_rules! forward_backend {
                 -> Result<Reply, BackendError>
             {
                 (**self).run_script(script, keys, args).await
+            }
+
+            async fn server_id(&self) -> Result<Option<String>, BackendError> {
+                (**self).server_id().await
             }
         }
     )*};

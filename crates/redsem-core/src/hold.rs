@@ -30,7 +30,7 @@ use crate::driver::{driver, Fire, TimerKey};
 use crate::error::{LockError, LostReason};
 use crate::fixed_id::FixedIdClaim;
 use crate::lock_core::DynCore;
-use crate::protocol::{Leftover, Refreshed};
+use crate::protocol::{Leftover, Refreshed, Retry};
 use crate::shutdown::spawn_cleanup;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -180,7 +180,8 @@ impl Hold {
             // The hold may still exist if Redis was only slow: remove it.
             let bound = self.core.options.command_timeout;
             let deadline = Instant::now().checked_add(bound).unwrap_or(now);
-            let (_, leftover) = self.core.protocol.release(&self.id, bound, deadline).await;
+            let retry = Retry::few(deadline);
+            let (_, leftover) = self.core.protocol.release(&self.id, bound, retry).await;
             finish(leftover).await;
             return;
         }
@@ -314,7 +315,8 @@ impl Hold {
         let deadline = self
             .valid_until()
             .max(now.checked_add(bound).unwrap_or(now));
-        let (outcome, leftover) = self.core.protocol.release(&self.id, bound, deadline).await;
+        let retry = Retry::until(deadline);
+        let (outcome, leftover) = self.core.protocol.release(&self.id, bound, retry).await;
         let released = match (prior, outcome) {
             (Some(reason), _) => Released::Lost(reason),
             (None, Ok(true)) => Released::Ok,

@@ -36,7 +36,7 @@ pub use mutex::Mutex;
 pub use options::{LockOptions, LockOptionsBuilder, LostCallback};
 pub use redlock::{quorum, RedlockMultiSemaphore, RedlockMutex, RedlockSemaphore};
 pub use script::Script;
-pub use semaphore::{MultiSemaphore, Semaphore};
+pub use semaphore::{MultiSemaphore, Semaphore, MAX_LIMIT, MAX_PERMITS};
 pub use shutdown::flush;
 
 /// The workspace README's examples, compiled and run as doctests.

@@ -57,15 +57,42 @@ pub(crate) trait Protocol: Send + Sync + fmt::Debug + 'static {
         bound: Duration,
     ) -> (Result<Refreshed, LockError>, Leftover);
 
-    /// Removes a hold, retrying calls that fail until `deadline` (when the
-    /// hold expires by itself): `Ok(true)` when it was there, `Ok(false)`
-    /// when it was gone, `Err` when no answer came in time.
+    /// Removes a hold, retrying calls that fail as `retry` allows:
+    /// `Ok(true)` when it was there, `Ok(false)` when it was gone, `Err`
+    /// when no answer came in time.
     async fn release(
         &self,
         id: &str,
         bound: Duration,
-        deadline: Instant,
+        retry: Retry,
     ) -> (Result<bool, LockError>, Leftover);
+}
+
+/// How long, and how often, a failing release is retried.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Retry {
+    /// No try starts after this (the hold expires by itself then).
+    pub(crate) until: Instant,
+    /// Tries in all, the first included.
+    pub(crate) tries: u32,
+}
+
+impl Retry {
+    /// Until the hold would expire by itself, as often as the backoff
+    /// allows: a guard's release.
+    pub(crate) fn until(until: Instant) -> Self {
+        Retry {
+            until,
+            tries: u32::MAX,
+        }
+    }
+
+    /// A few tries: the clean-up of an attempt that may not even have
+    /// reached Redis, which must not hammer a server that is down (what
+    /// it may have taken expires by itself).
+    pub(crate) fn few(until: Instant) -> Self {
+        Retry { until, tries: 3 }
+    }
 }
 
 /// When a hold confirmed by a call sent at `started` with a TTL of `ttl_ms`

@@ -100,17 +100,21 @@ scripts! {
     /// KEYS: `semaphore:<key>`; ARGV: (permits, identifier); returns the
     /// number of members removed.
     SEMAPHORE_RELEASE = "semaphore_release";
+    /// The server's `run_id`, from `INFO server`.
+    /// No KEYS, no ARGV; returns the run id as a string.
+    SERVER_ID = "server_id";
 }
 
 /// Every script redsem runs, for backends (such as the mock) that dispatch on
 /// the script.
-pub static ALL: [&Script; 6] = [
+pub static ALL: [&Script; 7] = [
     &MUTEX_ACQUIRE,
     &MUTEX_REFRESH,
     &MUTEX_RELEASE,
     &SEMAPHORE_ACQUIRE,
     &SEMAPHORE_REFRESH,
     &SEMAPHORE_RELEASE,
+    &SERVER_ID,
 ];
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use crate::commands::SemaphoreCommands;
 use crate::error::LockError;
 use crate::keys::{prefixed, SEMAPHORE_PREFIX};
 use crate::lock_core::LockCore;
-use crate::options::LockOptions;
+use crate::options::{Identity, LockOptions};
 use crate::single::SingleNode;
 
 /// A distributed counting semaphore: at most `limit` holders at a time.
@@ -63,7 +63,7 @@ impl<B: RedisBackend + 'static> Semaphore<B> {
         limit: u32,
         options: LockOptions,
     ) -> Result<Self, LockError> {
-        let commands = semaphore_commands(key.as_ref(), limit, 0)?;
+        let commands = semaphore_commands(key.as_ref(), limit, 0, &options)?;
         Ok(Semaphore {
             core: LockCore::new(SingleNode { commands, backend }, options),
         })
@@ -140,7 +140,7 @@ impl<B: RedisBackend + 'static> MultiSemaphore<B> {
         if permits == 0 {
             return Err(LockError::invalid("permits", "must be at least 1"));
         }
-        let commands = semaphore_commands(key.as_ref(), limit, permits)?;
+        let commands = semaphore_commands(key.as_ref(), limit, permits, &options)?;
         Ok(MultiSemaphore {
             core: LockCore::new(SingleNode { commands, backend }, options),
         })
@@ -164,16 +164,43 @@ impl<B: RedisBackend + 'static> MultiSemaphore<B> {
 
 lock_methods!(MultiSemaphore, RedisBackend + 'static);
 
-/// Checks key, limit and permits (0 = plain semaphore).
+/// Largest `limit` of the semaphore kinds: the sorted set holds at most
+/// this many members.
+pub const MAX_LIMIT: u32 = 1_000_000;
+
+/// Largest `permits` of the multi-semaphore kinds: every acquire, refresh
+/// and release script touches each permit's member, and Redis runs nothing
+/// else meanwhile; at this bound a script runs for about a millisecond.
+pub const MAX_PERMITS: u32 = 1_000;
+
+/// Checks key, limit, permits (0 = plain semaphore) and that identifiers
+/// cannot collide with multi-semaphore members.
 pub(crate) fn semaphore_commands(
     key: &str,
     limit: u32,
     permits: u32,
+    options: &LockOptions,
 ) -> Result<SemaphoreCommands, LockError> {
     let key = prefixed(SEMAPHORE_PREFIX, key)?;
     if limit == 0 {
         return Err(LockError::invalid("limit", "must be at least 1"));
     }
+    if limit > MAX_LIMIT {
+        return Err(LockError::invalid(
+            "limit",
+            format!("must be at most {MAX_LIMIT}, got {limit}"),
+        ));
+    }
+    if permits > MAX_PERMITS {
+        return Err(LockError::invalid(
+            "permits",
+            format!(
+                "must be at most {MAX_PERMITS} (each permit is a member that every script \
+                 call touches while Redis waits), got {permits}"
+            ),
+        ));
+    }
+    check_member_safe(options)?;
     if permits > limit {
         return Err(LockError::invalid(
             "permits",
@@ -185,4 +212,33 @@ pub(crate) fn semaphore_commands(
         limit,
         permits,
     })
+}
+
+/// A semaphore member named `<x>_<digits>` is also what a MultiSemaphore
+/// holder `<x>` stores for one of its permits, so such identifiers (or
+/// suffixes) could share a member with another holder on the same key:
+/// one slot counted for two, and one's release deleting the other's.
+fn check_member_safe(options: &LockOptions) -> Result<(), LockError> {
+    let ends_like_a_member = |s: &str| {
+        s.rsplit_once('_')
+            .is_some_and(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+    };
+    let (option, value) = match &options.identity {
+        Identity::Fixed(id) => ("identifier", id),
+        Identity::Random { suffix: Some(s) } => ("identifier_suffix", s),
+        Identity::Random { suffix: None } => return Ok(()),
+    };
+    if ends_like_a_member(value) {
+        return Err(LockError::invalid(
+            option,
+            format!(
+                "`{value}` ends in `_<number>`, the form of a MultiSemaphore member (holder \
+                 `{}` with permit {}), so on a semaphore key it could share a member with \
+                 another holder; choose one that does not end in `_` and digits",
+                value.rsplit_once('_').map_or("", |(h, _)| h),
+                value.rsplit_once('_').map_or("", |(_, n)| n),
+            ),
+        ));
+    }
+    Ok(())
 }

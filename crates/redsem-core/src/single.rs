@@ -8,7 +8,7 @@ use crate::backend::RedisBackend;
 use crate::backoff;
 use crate::commands::Commands;
 use crate::error::{BackendError, LockError, LockKind, LostReason};
-use crate::protocol::{validity, Leftover, Protocol, Refreshed};
+use crate::protocol::{validity, Leftover, Protocol, Refreshed, Retry};
 use crate::time::{bounded_call, sleep_until};
 
 /// `C`'s commands on one backend.
@@ -82,8 +82,9 @@ impl<C: Commands, B: RedisBackend + 'static> Protocol for SingleNode<C, B> {
         &self,
         id: &str,
         bound: Duration,
-        deadline: Instant,
+        retry: Retry,
     ) -> (Result<bool, LockError>, Leftover) {
+        let deadline = retry.until;
         let base = bound.min(Duration::from_millis(10));
         let mut failures = 0;
         loop {
@@ -93,7 +94,7 @@ impl<C: Commands, B: RedisBackend + 'static> Protocol for SingleNode<C, B> {
                 .max(Duration::from_millis(1));
             match bounded_call(bound, self.commands.release(&self.backend, id)).await {
                 Ok(released) => return (Ok(released), None),
-                Err(e) if e.is_retryable() && Instant::now() < deadline => {
+                Err(e) if e.is_retryable() && Instant::now() < deadline && failures + 1 < retry.tries => {
                     failures += 1;
                     let wait = backoff::after_failure(base, failures, backoff::FAILURE_CAP);
                     let at = Instant::now().checked_add(wait).unwrap_or(deadline);

@@ -168,6 +168,13 @@ impl RedisBackend for MockBackend {
             .await
     }
 
+    /// This node's identity (its clones share it; every `new()` node has its
+    /// own), so Redlock can tell two handles to one node apart from two
+    /// nodes. Not a backend call: no faults, not counted.
+    async fn server_id(&self) -> Result<Option<String>, BackendError> {
+        Ok(Some(format!("mock-node-{:p}", Arc::as_ptr(&self.node))))
+    }
+
     /// `SET key value PX ttl_ms NX` as one native command; a `ttl_ms` of 0
     /// is an error, as in Redis.
     async fn set_nx_px(&self, key: &str, value: &str, ttl_ms: u64) -> Result<bool, BackendError> {

@@ -10,6 +10,7 @@ use crate::keys::{prefixed, MUTEX_PREFIX};
 use crate::lock_core::LockCore;
 use crate::options::LockOptions;
 use crate::protocol::drift;
+use crate::redlock::identity::NodeIdentities;
 use crate::redlock::quorum::Redlock;
 use crate::semaphore::semaphore_commands;
 
@@ -86,6 +87,7 @@ impl<B: RedisBackend + 'static> RedlockMutex<B> {
         };
         let protocol = Redlock {
             commands: Arc::new(commands),
+            identities: NodeIdentities::new(nodes.len()),
             nodes: Arc::new(nodes),
             kind: LockKind::RedlockMutex,
         };
@@ -133,9 +135,10 @@ impl<B: RedisBackend + 'static> RedlockSemaphore<B> {
         options: LockOptions,
     ) -> Result<Self, LockError> {
         check(&nodes, &options)?;
-        let commands = semaphore_commands(key.as_ref(), limit, 0)?;
+        let commands = semaphore_commands(key.as_ref(), limit, 0, &options)?;
         let protocol = Redlock {
             commands: Arc::new(commands),
+            identities: NodeIdentities::new(nodes.len()),
             nodes: Arc::new(nodes),
             kind: LockKind::RedlockSemaphore,
         };
@@ -197,9 +200,10 @@ impl<B: RedisBackend + 'static> RedlockMultiSemaphore<B> {
         if permits == 0 {
             return Err(LockError::invalid("permits", "must be at least 1"));
         }
-        let commands = semaphore_commands(key.as_ref(), limit, permits)?;
+        let commands = semaphore_commands(key.as_ref(), limit, permits, &options)?;
         let protocol = Redlock {
             commands: Arc::new(commands),
+            identities: NodeIdentities::new(nodes.len()),
             nodes: Arc::new(nodes),
             kind: LockKind::RedlockMultiSemaphore,
         };

@@ -17,6 +17,7 @@
 //! before the next try.
 
 mod fanout;
+mod identity;
 mod kinds;
 mod quorum;
 

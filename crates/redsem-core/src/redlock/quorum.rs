@@ -16,8 +16,9 @@ use crate::backoff;
 use crate::commands::Commands;
 use crate::driver::Job;
 use crate::error::{LockError, LockKind, LostReason, NodeFailure};
-use crate::protocol::{validity, Leftover, Protocol, Refreshed};
+use crate::protocol::{validity, Leftover, Protocol, Refreshed, Retry};
 use crate::redlock::fanout::{fan_out, Call, Tally, Vote, Votes};
+use crate::redlock::identity::NodeIdentities;
 use crate::single::too_slow;
 use crate::time::sleep_until;
 
@@ -36,6 +37,7 @@ pub(crate) struct Redlock<C, B> {
     pub(crate) commands: Arc<C>,
     pub(crate) nodes: Arc<Vec<B>>,
     pub(crate) kind: LockKind,
+    pub(crate) identities: NodeIdentities,
 }
 
 /// What to run on a node.
@@ -93,16 +95,17 @@ async fn release_until<C: Commands, B: RedisBackend + 'static>(
     id: Arc<str>,
     mut votes: Votes,
     bound: Duration,
-    deadline: Instant,
+    retry: Retry,
     stop: impl Fn(&Votes) -> bool,
 ) -> Votes {
+    let deadline = retry.until;
     let base = bound.min(Duration::from_millis(10));
     let mut failures = 0;
     loop {
         let failed: Vec<usize> = (0..votes.len())
             .filter(|&i| matches!(votes[i], Some(Vote::Failed(_))))
             .collect();
-        if failed.is_empty() || stop(&votes) {
+        if failed.is_empty() || stop(&votes) || failures + 1 >= retry.tries {
             return votes;
         }
         failures += 1;
@@ -218,6 +221,9 @@ impl<C: Commands, B: RedisBackend + 'static> Protocol for Redlock<C, B> {
         started: Instant,
         bound: Duration,
     ) -> (Result<Option<Instant>, LockError>, Leftover) {
+        if let Err(e) = self.identities.check(&self.nodes, bound).await {
+            return (Err(e), None);
+        }
         let (q, spare) = (self.quorum(), self.spare());
         let id: Arc<str> = id.into();
         let all = self.calls(&Op::Acquire(id.clone(), ttl_ms), |_| true);
@@ -305,7 +311,7 @@ impl<C: Commands, B: RedisBackend + 'static> Protocol for Redlock<C, B> {
         &self,
         id: &str,
         bound: Duration,
-        deadline: Instant,
+        retry: Retry,
     ) -> (Result<bool, LockError>, Leftover) {
         let (q, spare) = (self.quorum(), self.spare());
         let id: Arc<str> = id.into();
@@ -318,7 +324,7 @@ impl<C: Commands, B: RedisBackend + 'static> Protocol for Redlock<C, B> {
             fan_out(all, bound, |v| decided(v) || v.iter().all(Option::is_some)).await;
         let (commands, nodes) = (self.commands.clone(), self.nodes.clone());
         let votes =
-            release_until(commands, nodes, id.clone(), votes, bound, deadline, decided).await;
+            release_until(commands, nodes, id.clone(), votes, bound, retry, decided).await;
         let t = Tally::of(&votes);
         // Nodes that failed are retried, and stragglers finished, in the
         // background until the hold would expire anyway.
@@ -335,7 +341,7 @@ impl<C: Commands, B: RedisBackend + 'static> Protocol for Redlock<C, B> {
             .collect();
         let retry: Option<Job> = (t.failed > 0).then(|| {
             let job: Job = Box::pin(async move {
-                release_until(commands, nodes, id, failed, bound, deadline, |_| false).await;
+                release_until(commands, nodes, id, failed, bound, retry, |_| false).await;
             });
             job
         });

@@ -9,6 +9,10 @@ local limit = tonumber(ARGV[1])
 local permits = tonumber(ARGV[2])
 local id = ARGV[3]
 local ttl = tonumber(ARGV[4])
+-- Checked before any write, so no write can be left without an expiry.
+if not ttl or ttl < 1 then
+  return redis.error_reply('ERR invalid lock timeout ' .. tostring(ARGV[4]))
+end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('ZREMRANGEBYSCORE', key, '-inf', now - ttl)
@@ -33,5 +37,6 @@ else
     i = last + 1
   end
 end
-redis.call('PEXPIRE', key, ttl)
+-- ARGV[4] itself: a large number would reach Redis as "1e+17"
+redis.call('PEXPIRE', key, ARGV[4])
 return 1

@@ -9,6 +9,9 @@ local key = KEYS[1]
 local permits = tonumber(ARGV[1])
 local id = ARGV[2]
 local ttl = tonumber(ARGV[3])
+if not ttl or ttl < 1 then
+  return redis.error_reply('ERR invalid lock timeout ' .. tostring(ARGV[3]))
+end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('ZREMRANGEBYSCORE', key, '-inf', now - ttl)
@@ -35,5 +38,5 @@ else
     i = last + 1
   end
 end
-redis.call('PEXPIRE', key, ttl)
+redis.call('PEXPIRE', key, ARGV[3])
 return 1
