@@ -191,7 +191,15 @@ impl Hold {
             return;
         }
         let options = &self.core.options;
-        let bound = options.command_timeout.min(valid_until - now);
+        // A retry after a failure gets a tighter bound, so a call lost in a
+        // silent outage cannot use up the validity that is left.
+        let retrying = self.lock().refresh_failures > 0;
+        let bound = if retrying {
+            options.command_timeout.min(options.lock_timeout / 10)
+        } else {
+            options.command_timeout
+        };
+        let bound = bound.min(valid_until - now);
         let (outcome, leftover) = self
             .core
             .protocol
