@@ -46,8 +46,8 @@ impl MockBackend {
 
     /// The node's clock in milliseconds since the Unix epoch: the wall-clock
     /// time when the node was created, plus the (monotonic) time elapsed
-    /// since, plus every [`advance`](Self::advance). Key expiry and the
-    /// semaphore scripts' `TIME` use this clock.
+    /// since, plus every [`advance`](Self::advance). Key expiry and `TIME`
+    /// in scripts use this clock.
     pub fn now_ms(&self) -> i64 {
         self.node.lock().clock.now_ms()
     }
@@ -60,7 +60,8 @@ impl MockBackend {
     }
 
     /// Empties the script cache (`SCRIPT FLUSH`): the next `EVALSHA` of each
-    /// script answers `NOSCRIPT`.
+    /// script answers `NOSCRIPT`. Like Redis, the node also starts a new Lua
+    /// state.
     pub fn flush_scripts(&self) {
         self.node.lock().scripts.clear();
     }

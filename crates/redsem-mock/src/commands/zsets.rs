@@ -48,7 +48,7 @@ pub(super) fn zadd(c: &mut Call<'_>) -> CmdResult {
     if nx && xx {
         return Err("ERR XX and NX options at the same time are not compatible".into());
     }
-    if (gt && nx) || (lt && nx) || (gt && lt) {
+    if (nx && (gt || lt)) || (gt && lt) {
         return Err("ERR GT, LT, and/or NX options at the same time are not compatible".into());
     }
     let mut parsed = Vec::with_capacity(pairs.len() / 2);

@@ -2,15 +2,16 @@
 //! embeds), created on first use, with each script compiled once and cached
 //! by SHA-1, its `redis.call` bridged to [`commands`](crate::commands).
 
+mod api;
 mod convert;
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt;
 
 use mlua::{Function, Lua, LuaOptions, MultiValue, StdLib, Table, Value};
 use redsem_core::{Arg, BackendError, Reply, Script};
 
-use crate::commands;
 use crate::data::Keyspace;
 
 /// The Lua side of the engine: the `redis` table, the sandboxed globals and
@@ -108,8 +109,9 @@ struct Vm {
     env: Table,
     /// The table behind `env`, where KEYS and ARGV go.
     globals: Table,
-    /// The prelude's `bridge` table; `command` is set for each run.
-    bridge: Table,
+    /// The table behind the scripts' `redis`; `call` and `pcall` are set
+    /// for each run.
+    redis: Table,
     /// Runs a script under the error handler: `(ok, result or error)`.
     runner: Function,
     /// Compiled scripts by SHA-1.
@@ -121,25 +123,16 @@ impl Vm {
         let libs = StdLib::TABLE | StdLib::STRING | StdLib::MATH;
         let lua = Lua::new_with(libs, LuaOptions::new().catch_rust_panics(false))?;
         let bridge = lua.create_table()?;
-        bridge.set(
-            "script_line",
-            lua.create_function(|lua, ()| Ok(script_line(lua)))?,
-        )?;
-        bridge.set(
-            "sha1hex",
-            lua.create_function(|_, s: mlua::String| {
-                Ok(sha1_smol::Sha1::from(&*s.as_bytes()).digest().to_string())
-            })?,
-        )?;
-        let (env, globals, runner): (Table, Table, Function) = lua
+        api::install(&lua, &bridge)?;
+        let (env, globals, redis, runner): (Table, Table, Table, Function) = lua
             .load(PRELUDE)
             .set_name("=redsem_mock_prelude")
-            .call(bridge.clone())?;
+            .call(bridge)?;
         Ok(Vm {
             lua,
             env,
             globals,
-            bridge,
+            redis,
             runner,
             functions: HashMap::new(),
         })
@@ -191,33 +184,19 @@ impl Vm {
         }
         self.globals.raw_set("KEYS", keys_table)?;
         self.globals.raw_set("ARGV", argv)?;
+        let data = RefCell::new(data);
         lua.scope(|scope| {
-            let command = scope.create_function_mut(|lua, args: MultiValue| {
-                let reply = match convert::to_argv(&args) {
-                    Ok(argv) => commands::execute(data, now, &argv),
-                    Err(message) => commands::Resp::Error(message),
-                };
-                let ok = !matches!(reply, commands::Resp::Error(_));
-                Ok((ok, convert::to_lua(lua, reply)?))
+            let call = scope.create_function(|lua, args: MultiValue| {
+                api::command(lua, &data, now, &args, true)
             })?;
-            self.bridge.raw_set("command", command)?;
+            let pcall = scope.create_function(|lua, args: MultiValue| {
+                api::command(lua, &data, now, &args, false)
+            })?;
+            self.redis.raw_set("call", call)?;
+            self.redis.raw_set("pcall", pcall)?;
             self.runner.call::<(bool, Value)>(function)
         })
     }
-}
-
-/// The line the innermost frame of the running script is at: what Redis's
-/// error handler reports.
-fn script_line(lua: &Lua) -> Option<usize> {
-    (0..)
-        .map_while(|level| {
-            lua.inspect_stack(level, |frame| {
-                let in_script = frame.source().source.as_deref() == Some(CHUNK_NAME);
-                in_script.then(|| frame.current_line()).flatten()
-            })
-        })
-        .flatten()
-        .next()
 }
 
 /// A failure of the engine itself, not of the script.

@@ -1,37 +1,35 @@
 -- The Lua side of redsem-mock's script engine, run once per Lua state.
 --
 -- Receives `bridge`, a table of Rust functions:
---   bridge.command(...)   runs one Redis command: returns true, reply or
---                         false, {err = ...} (set anew for every script run)
---   bridge.script_line()  the current line of the innermost frame of the
---                         running script, or nil
---   bridge.sha1hex(s)     SHA-1 of s as 40 lowercase hex digits
+--   bridge.script_line()   the current line of the innermost frame of the
+--                          running script, or nil
+--   bridge.reply_error(e)  the message of an error reply raised by a Rust
+--                          `redis.*` function (a failure object), or nil
+--   bridge.sha1hex, bridge.log   redis.sha1hex and redis.log
 -- Returns `env`, the read-only global table scripts see; `globals`, the
--- table behind it (where the engine sets KEYS and ARGV); and `run`, which
--- runs a compiled script under Redis's error handler.
+-- table behind it (where the engine sets KEYS and ARGV); `redis`, the table
+-- behind the read-only `redis` (where the engine sets `call` and `pcall`
+-- for each run: Rust functions over the node's keys); and `run`, which runs
+-- a compiled script under Redis's error handler.
 local bridge = ...
 
-local error, type, tostring, select, setmetatable, setfenv =
-  error, type, tostring, select, setmetatable, setfenv
+local error, type, tostring, select, setmetatable, setfenv, rawget =
+  error, type, tostring, select, setmetatable, setfenv, rawget
 local pcall, xpcall, loadstring, load = pcall, xpcall, loadstring, load
 
 local function readonly_error()
   error('Attempt to modify a readonly table', 2)
 end
 
-local function missing_global(_, name)
-  error("Script attempted to access nonexistent global variable '" .. tostring(name) .. "'", 2)
-end
-
 -- A read-only view of `t`. With `strict`, reading a missing field is an
--- error, as for Redis's globals and `redis` table.
+-- error, as for Redis's globals.
 local function readonly(t, strict)
   local index = t
   if strict then
     index = function(_, name)
       local value = t[name]
       if value == nil then
-        missing_global(nil, name)
+        error("Script attempted to access nonexistent global variable '" .. tostring(name) .. "'", 2)
       end
       return value
     end
@@ -60,19 +58,6 @@ end
 
 local redis = {}
 
-function redis.call(...)
-  local ok, reply = bridge.command(...)
-  if not ok then
-    error(reply)
-  end
-  return reply
-end
-
-function redis.pcall(...)
-  local _, reply = bridge.command(...)
-  return reply
-end
-
 function redis.error_reply(...)
   local message = ...
   if select('#', ...) ~= 1 or type(message) ~= 'string' then
@@ -89,30 +74,8 @@ function redis.status_reply(...)
   return { ok = message }
 end
 
-function redis.sha1hex(...)
-  if select('#', ...) ~= 1 then
-    error({ err = 'ERR wrong number of arguments' })
-  end
-  local s = ...
-  if type(s) == 'number' then
-    s = tostring(s)
-  elseif type(s) ~= 'string' then
-    s = ''
-  end
-  return bridge.sha1hex(s)
-end
-
--- The mock keeps no log; the checks are Redis's.
-function redis.log(...)
-  local n, level = select('#', ...), ...
-  if n < 2 then
-    error({ err = 'ERR redis.log() requires two arguments or more.' })
-  elseif type(level) ~= 'number' then
-    error({ err = 'ERR First argument must be a number (log level).' })
-  elseif level < 0 or level > 3 then
-    error({ err = 'ERR Invalid debug level.' })
-  end
-end
+redis.sha1hex = bridge.sha1hex
+redis.log = bridge.log
 redis.LOG_DEBUG, redis.LOG_VERBOSE, redis.LOG_NOTICE, redis.LOG_WARNING = 0, 1, 2, 3
 
 -- Effects replication is the only mode since Redis 7: these change nothing.
@@ -126,12 +89,23 @@ redis.REPL_NONE, redis.REPL_AOF, redis.REPL_SLAVE, redis.REPL_REPLICA, redis.REP
 local globals = {}
 local env = readonly(globals, true)
 
--- Redis 7's pcall: an error table from redis.call comes back as its message.
+-- An error reply raised by redis.call as the table Redis raises.
+local function normalize(e)
+  if type(e) == 'userdata' then
+    local message = bridge.reply_error(e)
+    if message then
+      return { err = message }
+    end
+  end
+  return e
+end
+
+-- Redis 7's pcall: an error table comes back as its message.
 local function pcall_result(ok, ...)
   if ok then
     return true, ...
   end
-  local e = ...
+  local e = normalize((...))
   if type(e) == 'table' then
     local message = e.err
     if type(message) == 'string' or type(message) == 'number' then
@@ -151,12 +125,23 @@ end
 for _, name in ipairs({
   'assert', 'error', 'getmetatable', 'ipairs', 'next', 'pairs', 'rawequal',
   'rawget', 'rawset', 'select', 'setmetatable', 'tonumber', 'tostring',
-  'type', 'unpack', 'xpcall', 'gcinfo', 'collectgarbage', '_VERSION',
+  'type', 'unpack', 'gcinfo', 'collectgarbage', '_VERSION',
 }) do
   globals[name] = _G[name]
 end
 globals.pcall = function(...)
   return pcall_result(pcall(...))
+end
+globals.xpcall = function(f, handler)
+  return xpcall(f, function(e)
+    return handler(normalize(e))
+  end)
+end
+globals.rawget = function(t, k)
+  if t == env then
+    t = globals
+  end
+  return rawget(t, k)
 end
 globals.loadstring = function(...)
   return with_env(loadstring(...))
@@ -167,12 +152,13 @@ end
 globals.string = readonly(string)
 globals.table = readonly(table)
 globals.math = readonly(math)
-globals.redis = readonly(redis, true)
+globals.redis = readonly(redis)
 globals._G = env
 
 -- Redis's error handler: any error becomes a table {err = ...} with the
 -- script line it happened on.
 local function handler(e)
+  e = normalize(e)
   if type(e) ~= 'table' then
     e = { err = 'ERR ' .. tostring(e) }
   end
@@ -187,4 +173,4 @@ local function run(f)
   return xpcall(f, handler)
 end
 
-return env, globals, run
+return env, globals, redis, run

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod faults;
+mod lua_bridge;
 mod mutex_scripts;
 mod node;
 mod semaphore_scripts;
