@@ -21,7 +21,7 @@ pub(crate) enum Resp {
 }
 
 impl Resp {
-    fn ok() -> Resp {
+    pub(crate) fn ok() -> Resp {
         Resp::Status("OK".to_owned())
     }
 

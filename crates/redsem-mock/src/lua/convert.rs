@@ -108,8 +108,8 @@ pub(super) fn script_error(error: &Value, sha1: &str) -> String {
         return one_line(&format!("ERR Error running script {sha1}, {what}"));
     };
     let field = |name: &str| text(&table.raw_get::<Value>(name).unwrap_or(Value::Nil));
-    let message = field("err")
-        .unwrap_or_else(|| format!("ERR Error running script {sha1}, execution failure"));
+    // A table without `err` (`error({})`): Redis itself has no message.
+    let message = field("err").unwrap_or_else(|| "ERR execution failure".into());
     let message = match (field("source"), field("line")) {
         (Some(source), Some(line)) => format!("{message} script: {sha1}, on {source}:{line}."),
         _ => message,

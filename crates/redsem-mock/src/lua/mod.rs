@@ -58,11 +58,9 @@ impl Scripts {
     /// Compiles `script` into the cache (the load half of `EVAL`); a script
     /// already cached is not compiled again.
     pub(crate) fn load(&mut self, script: &Script) -> Result<(), BackendError> {
-        if self.vm.is_none() {
-            self.vm = Some(Vm::new().map_err(internal)?);
-        }
-        let Some(vm) = self.vm.as_mut() else {
-            return Ok(()); // not reached: created above
+        let vm = match &mut self.vm {
+            Some(vm) => vm,
+            slot @ None => slot.insert(Vm::new().map_err(internal)?),
         };
         if vm.functions.contains_key(script.sha1()) {
             return Ok(());
