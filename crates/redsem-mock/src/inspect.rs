@@ -3,7 +3,13 @@
 use std::time::Duration;
 
 use crate::clock::duration_ms_ceil;
+use crate::data::Value;
+use crate::zset::Score;
 use crate::MockBackend;
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
 
 /// Inspection and setup. These are the test's direct view of the node: they
 /// see the data as a script would at the node's current time (expired keys
@@ -15,13 +21,19 @@ impl MockBackend {
     pub fn get(&self, key: &str) -> Option<String> {
         let mut state = self.node.lock();
         let now = state.clock.now_ms();
-        state.data.get(key, now).ok().flatten().map(str::to_owned)
+        state
+            .data
+            .string(key.as_bytes(), now)
+            .ok()
+            .flatten()
+            .map(text)
     }
 
     /// `SET key value`: stores a string without expiry, replacing any value
     /// and TTL.
     pub fn set(&self, key: &str, value: &str) {
-        self.node.lock().data.set(key, value, None);
+        let value = Value::Str(value.as_bytes().to_vec());
+        self.node.lock().data.set(key.as_bytes(), value, None);
     }
 
     /// `SET key value PX ttl`: stores a string that expires after `ttl`
@@ -30,28 +42,29 @@ impl MockBackend {
     pub fn set_with_ttl(&self, key: &str, value: &str, ttl: Duration) {
         let mut state = self.node.lock();
         let expires_at = state.clock.now_ms().saturating_add(duration_ms_ceil(ttl));
-        state.data.set(key, value, Some(expires_at));
+        let value = Value::Str(value.as_bytes().to_vec());
+        state.data.set(key.as_bytes(), value, Some(expires_at));
     }
 
     /// `DEL key`: `true` when the key existed.
     pub fn del(&self, key: &str) -> bool {
         let mut state = self.node.lock();
         let now = state.clock.now_ms();
-        state.data.del(key, now)
+        state.data.del(key.as_bytes(), now)
     }
 
     /// `EXISTS key`, for a key of either type.
     pub fn exists(&self, key: &str) -> bool {
         let mut state = self.node.lock();
         let now = state.clock.now_ms();
-        state.data.exists(key, now)
+        state.data.exists(key.as_bytes(), now)
     }
 
     /// Every key that exists, sorted.
     pub fn keys(&self) -> Vec<String> {
         let mut state = self.node.lock();
         let now = state.clock.now_ms();
-        state.data.keys(now)
+        state.data.keys(now).iter().map(|k| text(k)).collect()
     }
 
     /// The time `key` has left to live (`PTTL`), by the node's clock;
@@ -59,8 +72,10 @@ impl MockBackend {
     pub fn ttl(&self, key: &str) -> Option<Duration> {
         let mut state = self.node.lock();
         let now = state.clock.now_ms();
-        let ms = state.data.ttl_ms(key, now)?;
-        Some(Duration::from_millis(u64::try_from(ms).unwrap_or(0)))
+        let at = state.data.expiry(key.as_bytes(), now)??;
+        Some(Duration::from_millis(
+            u64::try_from(at.saturating_sub(now)).unwrap_or(0),
+        ))
     }
 
     /// `ZADD key score_ms member`: adds the member or updates its score;
@@ -70,12 +85,15 @@ impl MockBackend {
     pub fn zadd(&self, key: &str, score_ms: i64, member: &str) -> bool {
         let mut state = self.node.lock();
         let now = state.clock.now_ms();
+        let key = key.as_bytes();
         if state.data.zset(key, now).is_err() {
             state.data.del(key, now);
         }
-        match state.data.zset_or_create(key, now) {
-            Ok(z) => z.add(member, score_ms),
-            Err(_) => false, // not reached: the string was deleted above
+        #[allow(clippy::cast_precision_loss)] // exact up to 2^53 ms
+        let score = Score::new(score_ms as f64);
+        match (state.data.zset_or_create(key, now), score) {
+            (Ok(z), Some(score)) => z.add(member.as_bytes(), score),
+            _ => false, // not reached: the string was deleted above
         }
     }
 
@@ -90,12 +108,14 @@ impl MockBackend {
     }
 
     /// Like [`zrange`](Self::zrange), with each member's score in ms
-    /// (`ZRANGE key 0 -1 WITHSCORES`).
+    /// (`ZRANGE key 0 -1 WITHSCORES`; a score with a fraction, which only a
+    /// script can set, is truncated).
     pub fn zrange_with_scores(&self, key: &str) -> Vec<(String, i64)> {
         let mut state = self.node.lock();
         let now = state.clock.now_ms();
-        match state.data.zset(key, now) {
-            Ok(Some(z)) => z.iter().map(|(m, s)| (m.to_owned(), s)).collect(),
+        match state.data.zset(key.as_bytes(), now) {
+            #[allow(clippy::cast_possible_truncation)] // documented
+            Ok(Some(z)) => z.iter().map(|(m, s)| (text(m), s as i64)).collect(),
             _ => Vec::new(),
         }
     }
@@ -104,7 +124,7 @@ impl MockBackend {
     pub fn zcard(&self, key: &str) -> usize {
         let mut state = self.node.lock();
         let now = state.clock.now_ms();
-        match state.data.zset(key, now) {
+        match state.data.zset(key.as_bytes(), now) {
             Ok(Some(z)) => z.len(),
             _ => 0,
         }

@@ -1,12 +1,14 @@
 #![doc = include_str!("../README.md")]
 
 mod clock;
+mod commands;
 mod data;
 mod faults;
 mod inspect;
+mod lua;
 mod mock;
 mod node;
-mod scripts;
+mod zset;
 
 #[cfg(test)]
 mod tests;

@@ -6,12 +6,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use redsem_core::{Arg, BackendError, BackendErrorKind, RedisBackend, Reply, Script};
+use redsem_core::{Arg, BackendError, RedisBackend, Reply, Script};
 
+use crate::commands::{self, Resp};
 use crate::node::Node;
-use crate::scripts;
 
-/// An in-memory Redis node that runs redsem's scripts natively.
+/// An in-memory Redis node that runs scripts' real Lua source in an
+/// embedded Lua 5.1, as Redis does.
 ///
 /// [`MockBackend::new`] creates a new, empty node; [`Clone`] gives another
 /// handle to the same node, so a test can keep one handle for inspection
@@ -45,8 +46,8 @@ impl MockBackend {
 
     /// The node's clock in milliseconds since the Unix epoch: the wall-clock
     /// time when the node was created, plus the (monotonic) time elapsed
-    /// since, plus every [`advance`](Self::advance). Key expiry and the
-    /// semaphore scripts' `TIME` use this clock.
+    /// since, plus every [`advance`](Self::advance). Key expiry and `TIME`
+    /// in scripts use this clock.
     pub fn now_ms(&self) -> i64 {
         self.node.lock().clock.now_ms()
     }
@@ -59,13 +60,14 @@ impl MockBackend {
     }
 
     /// Empties the script cache (`SCRIPT FLUSH`): the next `EVALSHA` of each
-    /// script answers `NOSCRIPT`.
+    /// script answers `NOSCRIPT`. Like Redis, the node also starts a new Lua
+    /// state.
     pub fn flush_scripts(&self) {
         self.node.lock().scripts.clear();
     }
 
-    /// Whether `script` is in the node's script cache (it has run by `EVAL`
-    /// since the node was created, restarted or its scripts flushed).
+    /// Whether `script` is in the node's script cache (it was loaded by
+    /// `EVAL` since the node was created, restarted or its scripts flushed).
     pub fn is_script_loaded(&self, script: &Script) -> bool {
         self.node.lock().scripts.contains(script.sha1())
     }
@@ -122,20 +124,16 @@ impl fmt::Debug for MockBackend {
     }
 }
 
-fn no_script() -> BackendError {
-    BackendError::new(
-        BackendErrorKind::NoScript,
-        "NOSCRIPT No matching script. Please use EVAL.",
-    )
-}
-
-/// Redis semantics for redsem's six scripts (emulated natively, no Lua) and
-/// a native `SET NX PX`. Any other script is refused with a
-/// [`BackendErrorKind::Server`] error.
+/// Redis semantics for any script: its Lua source runs in the node's
+/// embedded Lua 5.1 with `redis.call` reaching the node's keys (see the
+/// [crate documentation](crate) for the commands implemented), and
+/// `set_nx_px` is a native `SET NX PX`.
 #[async_trait]
 impl RedisBackend for MockBackend {
     /// `EVALSHA`: answers `NOSCRIPT` ([`BackendErrorKind::NoScript`]) unless
     /// the script was loaded on this node by [`eval`](RedisBackend::eval).
+    ///
+    /// [`BackendErrorKind::NoScript`]: redsem_core::BackendErrorKind::NoScript
     async fn eval_sha(
         &self,
         script: &Script,
@@ -143,16 +141,12 @@ impl RedisBackend for MockBackend {
         args: &[Arg<'_>],
     ) -> Result<Reply, BackendError> {
         self.node
-            .call(|state, now| {
-                if !state.scripts.contains(script.sha1()) {
-                    return Err(no_script());
-                }
-                state.run_script(script, keys, args, now)
-            })
+            .call(|state, now| state.run_script(script, keys, args, now))
             .await
     }
 
-    /// `EVAL`: loads the script into the node's cache and runs it.
+    /// `EVAL`: compiles the script into the node's cache (a script that does
+    /// not compile is an error and is not cached) and runs it.
     async fn eval(
         &self,
         script: &Script,
@@ -161,9 +155,8 @@ impl RedisBackend for MockBackend {
     ) -> Result<Reply, BackendError> {
         self.node
             .call(|state, now| {
-                let known = scripts::known(script).ok_or_else(|| scripts::unknown(script))?;
-                state.scripts.insert(known.sha1().to_owned());
-                state.run_script(known, keys, args, now)
+                state.scripts.load(script)?;
+                state.run_script(script, keys, args, now)
             })
             .await
     }
@@ -178,10 +171,26 @@ impl RedisBackend for MockBackend {
     /// `SET key value PX ttl_ms NX` as one native command; a `ttl_ms` of 0
     /// is an error, as in Redis.
     async fn set_nx_px(&self, key: &str, value: &str, ttl_ms: u64) -> Result<bool, BackendError> {
-        let ttl_ms = i64::try_from(ttl_ms).unwrap_or(i64::MAX);
+        let argv = [
+            b"SET".to_vec(),
+            key.as_bytes().to_vec(),
+            value.as_bytes().to_vec(),
+            b"PX".to_vec(),
+            ttl_ms.to_string().into_bytes(),
+            b"NX".to_vec(),
+        ];
         self.node
             .call(|state, now| {
-                let set = state.data.set_nx_px(key, value, ttl_ms, now)?;
+                let set = match commands::execute(&mut state.data, now, &argv) {
+                    Resp::Status(_) => true,
+                    Resp::Nil => false,
+                    Resp::Error(message) => return Err(BackendError::server_reply(message)),
+                    other => {
+                        return Err(BackendError::server_reply(format!(
+                            "ERR mock: unexpected SET reply {other:?}"
+                        )))
+                    }
+                };
                 state.stats.executed("set_nx_px");
                 Ok(set)
             })

@@ -1,15 +1,15 @@
 //! One node's state behind one lock, and the path every backend call takes
 //! through the injected faults.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 
-use redsem_core::{Arg, BackendError, Reply, Script};
+use redsem_core::{Arg, BackendError, BackendErrorKind, Reply, Script};
 
 use crate::clock::Clock;
 use crate::data::Keyspace;
 use crate::faults::Faults;
-use crate::scripts;
+use crate::lua::Scripts;
 
 /// Call statistics.
 #[derive(Debug, Default)]
@@ -31,15 +31,17 @@ impl Stats {
 #[derive(Debug)]
 pub(crate) struct State {
     pub(crate) data: Keyspace,
-    /// SHA-1s of the scripts loaded by `EVAL` (the script cache).
-    pub(crate) scripts: HashSet<String>,
+    /// The scripts loaded by `EVAL` (the script cache) and the Lua state
+    /// that runs them.
+    pub(crate) scripts: Scripts,
     pub(crate) clock: Clock,
     pub(crate) faults: Faults,
     pub(crate) stats: Stats,
 }
 
 impl State {
-    /// Runs one of redsem's scripts and counts it when it succeeds.
+    /// Runs `script` from the script cache (`NOSCRIPT` when it is not
+    /// there) and counts it when it succeeds.
     pub(crate) fn run_script(
         &mut self,
         script: &Script,
@@ -47,14 +49,24 @@ impl State {
         args: &[Arg<'_>],
         now: i64,
     ) -> Result<Reply, BackendError> {
-        let known = scripts::known(script).ok_or_else(|| scripts::unknown(script))?;
-        let reply = scripts::run(&mut self.data, now, known, keys, args)?;
-        self.stats.executed(known.name());
+        let reply = self
+            .scripts
+            .run(script.sha1(), &mut self.data, now, keys, args)
+            .unwrap_or_else(|| Err(no_script()))?;
+        self.stats.executed(script.name());
         Ok(reply)
     }
 }
 
-/// One emulated Redis server.
+/// Redis's answer to `EVALSHA` of a script it does not have.
+fn no_script() -> BackendError {
+    BackendError::new(
+        BackendErrorKind::NoScript,
+        "NOSCRIPT No matching script. Please use EVAL.",
+    )
+}
+
+/// One in-memory Redis server.
 #[derive(Debug)]
 pub(crate) struct Node {
     state: Mutex<State>,
@@ -64,7 +76,7 @@ impl Node {
     pub(crate) fn new() -> Self {
         let state = State {
             data: Keyspace::default(),
-            scripts: HashSet::new(),
+            scripts: Scripts::default(),
             clock: Clock::new(),
             faults: Faults::default(),
             stats: Stats::default(),

@@ -3,9 +3,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod faults;
+mod key_commands;
+mod lua_bridge;
 mod mutex_scripts;
 mod node;
 mod semaphore_scripts;
+mod zset_commands;
 
 use futures::executor::block_on;
 use redsem_core::{Arg, RedisBackend, Reply, Script};

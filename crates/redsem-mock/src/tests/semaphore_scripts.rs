@@ -1,4 +1,4 @@
-//! The semaphore scripts, mirrored from the Lua.
+//! The semaphore scripts, run from their Lua source.
 
 use std::time::Duration;
 
@@ -7,6 +7,8 @@ use redsem_core::{Arg, Reply};
 
 use super::{assert_ttl, run};
 use crate::data::Keyspace;
+use crate::lua::Scripts;
+use crate::zset::Score;
 use crate::MockBackend;
 
 const KEY: &str = "semaphore:k";
@@ -98,24 +100,28 @@ fn expired_holders_are_pruned() {
 
 #[test]
 fn pruning_includes_members_exactly_ttl_old() {
-    // Through the emulation directly, to pin `now`.
+    // Through the script engine directly, to pin `now`.
     let mut data = Keyspace::default();
     let now = 1_000_000;
     {
-        let z = data.zset_or_create(KEY, now).unwrap();
-        z.add("edge", now - TTL);
-        z.add("inside", now - TTL + 1);
+        let z = data.zset_or_create(KEY.as_bytes(), now).unwrap();
+        z.add(b"edge", Score::new((now - TTL) as f64).unwrap());
+        z.add(b"inside", Score::new((now - TTL + 1) as f64).unwrap());
     }
-    let script = crate::scripts::known(&SEMAPHORE_ACQUIRE).unwrap();
+    let mut scripts = Scripts::default();
+    scripts.load(&SEMAPHORE_ACQUIRE).unwrap();
     let args = [Arg::Int(2), Arg::Int(0), Arg::Str("new"), Arg::Int(TTL)];
-    let reply = crate::scripts::run(&mut data, now, script, &[KEY], &args).unwrap();
+    let reply = scripts
+        .run(SEMAPHORE_ACQUIRE.sha1(), &mut data, now, &[KEY], &args)
+        .unwrap()
+        .unwrap();
     assert_eq!(reply, Reply::Int(1));
     let members: Vec<_> = data
-        .zset(KEY, now)
+        .zset(KEY.as_bytes(), now)
         .unwrap()
         .unwrap()
         .iter()
-        .map(|(m, s)| (m.to_owned(), s))
+        .map(|(m, s)| (String::from_utf8_lossy(m).into_owned(), s as i64))
         .collect();
     assert_eq!(
         members,
@@ -124,7 +130,7 @@ fn pruning_includes_members_exactly_ttl_old() {
             ("new".to_owned(), now)
         ]
     );
-    assert_eq!(data.ttl_ms(KEY, now), Some(TTL));
+    assert_eq!(data.expiry(KEY.as_bytes(), now), Some(Some(now + TTL)));
 }
 
 #[test]
