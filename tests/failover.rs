@@ -10,76 +10,25 @@
 //! Every wait is bounded; progress is observed through the servers' own
 //! counters (`INFO commandstats`, `INFO errorstats`), never by sleeping.
 
+mod common;
+
 use std::error::Error;
-use std::future::Future;
-use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use redsem_core::{LockError, LockGuard, LockOptions, Mutex, RedisBackend};
-use redsem_fred::fred::prelude::{Builder, ClientLike, Config as FredConfig, ReconnectPolicy};
-use redsem_fred::FredBackend;
-use redsem_redis::redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redsem_redis::redis::Client;
-use redsem_redis::RedisRsBackend;
+use common::clients::{runtime, Connect, FRED, REDIS_RS};
+use common::timing::ms;
+use redsem_core::{LockError, LockGuard, LockOptions, Mutex};
 use redsem_testing::{FaultProxy, RedisServer, RespValue};
 use tokio::runtime::Runtime;
 use tokio::task::JoinHandle;
 
 type TestResult = Result<(), Box<dyn Error>>;
-type Connect = fn(String) -> std::pin::Pin<Box<dyn Future<Output = Arc<dyn RedisBackend>>>>;
-
-const fn ms(n: u64) -> Duration {
-    Duration::from_millis(n)
-}
 
 /// Bound for servers and clients to reach a state the test waits for.
 const SETTLE: Duration = Duration::from_secs(10);
 /// Bound for a waiting acquire to return once it can.
 const FINISH: Duration = Duration::from_secs(15);
-
-/// A tokio multi-thread runtime with two workers (the machine's cores).
-fn runtime() -> Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
-}
-
-/// redis-rs: a `ConnectionManager` that reconnects quickly and fails fast
-/// while nothing answers (as in the conformance runner).
-async fn connect_redis_rs(url: String) -> Arc<dyn RedisBackend> {
-    let client = Client::open(url).expect("valid url");
-    let config = ConnectionManagerConfig::new()
-        .set_number_of_retries(1)
-        .set_min_delay(ms(20))
-        .set_max_delay(ms(100))
-        .set_connection_timeout(Some(ms(500)))
-        .set_response_timeout(None);
-    let manager = ConnectionManager::new_with_config(client, config)
-        .await
-        .expect("connect");
-    Arc::new(RedisRsBackend::new(manager))
-}
-
-/// fred: reconnect every 100 ms forever, one attempt per command.
-async fn connect_fred(url: String) -> Arc<dyn RedisBackend> {
-    let config = FredConfig::from_url(&url).expect("valid url");
-    let client = Builder::from_config(config)
-        .with_connection_config(|c| {
-            c.connection_timeout = ms(500);
-            c.max_command_attempts = 1;
-        })
-        .set_policy(ReconnectPolicy::new_constant(0, 100))
-        .build()
-        .expect("fred client");
-    client.init().await.expect("connect");
-    Arc::new(FredBackend::new(client))
-}
-
-const REDIS_RS: Connect = |url| Box::pin(connect_redis_rs(url));
-const FRED: Connect = |url| Box::pin(connect_fred(url));
 
 /// Polls `condition` until it holds; fails after `timeout` with `what`.
 fn wait_until(

@@ -4,6 +4,7 @@
 #![allow(dead_code, unreachable_pub, unused_macros, unused_imports)]
 
 pub mod backend_checks;
+pub mod clients;
 pub mod cluster_node;
 pub mod mock_node;
 pub mod node;

@@ -94,7 +94,11 @@ impl<C: Commands, B: RedisBackend + 'static> Protocol for SingleNode<C, B> {
                 .max(Duration::from_millis(1));
             match bounded_call(bound, self.commands.release(&self.backend, id)).await {
                 Ok(released) => return (Ok(released), None),
-                Err(e) if e.is_retryable() && Instant::now() < deadline && failures + 1 < retry.tries => {
+                Err(e)
+                    if e.is_retryable()
+                        && Instant::now() < deadline
+                        && failures + 1 < retry.tries =>
+                {
                     failures += 1;
                     let wait = backoff::after_failure(base, failures, backoff::FAILURE_CAP);
                     let at = Instant::now().checked_add(wait).unwrap_or(deadline);

@@ -40,7 +40,15 @@ pub(crate) fn error(err: Error) -> BackendError {
             | ErrorKind::InvalidArgument
             | ErrorKind::InvalidCommand
             | ErrorKind::Auth
-            | ErrorKind::Cluster => BackendErrorKind::of_server_reply(err.details()),
+            | ErrorKind::Cluster
+                if is_server_reply(err.details()) =>
+            {
+                BackendErrorKind::of_server_reply(err.details())
+            }
+            // fred's own words, not a reply: "Failed to route command.",
+            // "Failed connecting to any cluster node.": it has no usable
+            // connection right now.
+            ErrorKind::Unknown | ErrorKind::Cluster => BackendErrorKind::Connection,
             ErrorKind::Protocol | ErrorKind::Parse | ErrorKind::NotFound => {
                 BackendErrorKind::UnexpectedReply
             }
@@ -48,6 +56,16 @@ pub(crate) fn error(err: Error) -> BackendError {
         }
     };
     BackendError::from_source(kind, err)
+}
+
+/// Whether `details` is a Redis error reply: it starts with an error code
+/// in capitals (`ERR`, `WRONGTYPE`, `READONLY`, ...).
+fn is_server_reply(details: &str) -> bool {
+    let code = details.split_whitespace().next().unwrap_or("");
+    code.bytes().any(|b| b.is_ascii_uppercase())
+        && code
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
 }
 
 /// Converts a reply the way RESP2 would present it: maps become arrays of
@@ -109,10 +127,15 @@ mod tests {
             kind(ErrorKind::InvalidArgument, "WRONGTYPE x"),
             BackendErrorKind::Server
         );
-        // fred's own cluster errors (not replies) stay server errors.
+        // fred's own errors (not replies) when it has no usable connection:
+        // retryable, as a connection error (seen during a connection reset).
         assert_eq!(
             kind(ErrorKind::Cluster, "Failed to find cluster owner."),
-            BackendErrorKind::Server
+            BackendErrorKind::Connection
+        );
+        assert_eq!(
+            kind(ErrorKind::Unknown, "Failed to route command."),
+            BackendErrorKind::Connection
         );
         assert_eq!(
             kind(ErrorKind::Unknown, "NOPERM no permissions"),

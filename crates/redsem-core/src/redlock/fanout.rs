@@ -3,10 +3,14 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::stream::{FuturesUnordered, StreamExt};
-use futures::FutureExt;
+
+use crate::time::within;
+
+/// The least time stragglers get after an operation is decided.
+const GRACE_MIN: Duration = Duration::from_millis(2);
 
 use crate::driver::Job;
 use crate::error::{BackendError, BackendErrorKind};
@@ -74,17 +78,23 @@ pub(crate) async fn fan_out(
         })
         .collect();
     let mut pending = pending;
+    let started = Instant::now();
     while !decided(&votes) {
         match pending.next().await {
             Some((i, v)) => votes[i] = Some(v),
             None => break,
         }
     }
-    // Answers that are already in count too; only calls still waiting on
-    // the network are left behind.
-    while let Some(Some((i, v))) = pending.next().now_or_never() {
-        votes[i] = Some(v);
-    }
+    // Healthy nodes answer within moments of each other: give the others
+    // as long as the decision took (at least GRACE_MIN), so only calls held
+    // up on a slow or hung node are left behind.
+    let grace = started.elapsed().max(GRACE_MIN).min(bound);
+    let _ = within(grace, async {
+        while let Some((i, v)) = pending.next().await {
+            votes[i] = Some(v);
+        }
+    })
+    .await;
     (votes, Stragglers(pending))
 }
 

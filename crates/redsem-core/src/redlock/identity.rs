@@ -39,16 +39,21 @@ impl NodeIdentities {
         self.known.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Learns the identities not known yet (one round trip, in parallel,
-    /// the first time) and fails if two nodes are the same server.
+    /// Learns the identities of the `answered` nodes not known yet (one
+    /// round trip, in parallel, the first time; they just answered, so a
+    /// hung node is never waited for) and fails if two nodes are the same
+    /// server.
     pub(crate) async fn check<B: RedisBackend>(
         &self,
         nodes: &[B],
+        answered: &[usize],
         bound: Duration,
     ) -> Result<(), LockError> {
         let unknown: Vec<usize> = {
             let known = self.lock();
-            (0..nodes.len())
+            answered
+                .iter()
+                .copied()
                 .filter(|&i| known[i] == Known::Unknown)
                 .collect()
         };

@@ -221,9 +221,6 @@ impl<C: Commands, B: RedisBackend + 'static> Protocol for Redlock<C, B> {
         started: Instant,
         bound: Duration,
     ) -> (Result<Option<Instant>, LockError>, Leftover) {
-        if let Err(e) = self.identities.check(&self.nodes, bound).await {
-            return (Err(e), None);
-        }
         let (q, spare) = (self.quorum(), self.spare());
         let id: Arc<str> = id.into();
         let all = self.calls(&Op::Acquire(id.clone(), ttl_ms), |_| true);
@@ -232,6 +229,13 @@ impl<C: Commands, B: RedisBackend + 'static> Protocol for Redlock<C, B> {
             t.yes >= q || t.no + t.failed > spare
         })
         .await;
+        // Two answers from one server would be a false quorum.
+        let answered: Vec<usize> = (0..votes.len())
+            .filter(|&i| matches!(votes[i], Some(Vote::Yes | Vote::No)))
+            .collect();
+        if let Err(e) = self.identities.check(&self.nodes, &answered, bound).await {
+            return (Err(e), self.undo(&id, &votes, stragglers, bound));
+        }
         let t = Tally::of(&votes);
         if t.yes >= q {
             if let Some(until) = validity(started, ttl_ms) {
@@ -323,8 +327,7 @@ impl<C: Commands, B: RedisBackend + 'static> Protocol for Redlock<C, B> {
         let (votes, stragglers) =
             fan_out(all, bound, |v| decided(v) || v.iter().all(Option::is_some)).await;
         let (commands, nodes) = (self.commands.clone(), self.nodes.clone());
-        let votes =
-            release_until(commands, nodes, id.clone(), votes, bound, retry, decided).await;
+        let votes = release_until(commands, nodes, id.clone(), votes, bound, retry, decided).await;
         let t = Tally::of(&votes);
         // Nodes that failed are retried, and stragglers finished, in the
         // background until the hold would expire anyway.
