@@ -39,7 +39,12 @@ fn a_duplicated_redlock_node_is_refused_on_the_mock() {
             reason.contains("node 1 and node 2 reach the same Redis server"),
             "{reason}"
         );
-        assert_eq!(a.zcard("semaphore:dup"), 0, "nothing was taken");
+        assert!(redsem_core::flush(Duration::from_secs(5)).await);
+        assert_eq!(
+            a.zcard("semaphore:dup"),
+            0,
+            "what the attempt took is undone"
+        );
         // distinct nodes are fine
         let ok = RedlockMutex::new(vec![a, MockBackend::new(), MockBackend::new()], "dup").unwrap();
         ok.acquire().await.unwrap().release().await.unwrap();
@@ -188,4 +193,27 @@ async fn redlock_wrongtype_fails_at_once() {
         started.elapsed()
     );
     assert!(err.to_string().contains("WRONGTYPE"), "{err}");
+}
+
+/// 9.6 (real Redis): a mutex key holding another program's hash reads as
+/// "busy"; the timeout says what is really there.
+#[tokio::test]
+async fn a_mutex_key_with_foreign_data_is_named_in_the_timeout() {
+    let server = RedisServer::start().unwrap();
+    server
+        .command(&["HSET", "mutex:foreign", "a", "b"])
+        .unwrap();
+    let backend = RedisRsBackend::connect(&server.url()).await.unwrap();
+    let options = LockOptions::builder()
+        .acquire_timeout(Duration::from_millis(100))
+        .build()
+        .unwrap();
+    let mutex = redsem_core::Mutex::with_options(backend, "foreign", options).unwrap();
+    let err = mutex.acquire().await.unwrap_err();
+    assert!(err.is_timeout() && !err.is_unreachable(), "{err:?}");
+    assert!(
+        err.to_string()
+            .ends_with("(the key holds a hash, not a lock)"),
+        "{err}"
+    );
 }

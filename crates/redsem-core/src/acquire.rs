@@ -168,7 +168,15 @@ pub(crate) async fn acquire(
             }
             Ok(None) => {
                 in_a_row = 0;
+                let undoing = leftover.is_some();
                 settle(&mut in_flight, leftover, fixed).await;
+                drop(in_flight);
+                // The undo of a partial attempt runs in the background for
+                // a random identifier: the next attempt must not use the
+                // same one, or the late undo would delete its hold.
+                if undoing && !fixed {
+                    id = options.identity.make();
+                }
                 backoff::after_busy(options.retry_interval)
             }
             // The failed call may still have taken the lock (in part). A
@@ -213,12 +221,20 @@ pub(crate) async fn acquire(
         }
         if options.max_attempts.is_some_and(|max| attempts >= max) {
             let limit = AcquireLimit::Attempts(attempts);
+            let last_error = match last_error {
+                None => explain_busy(core).await,
+                some => some,
+            };
             return Err(core.timeout_error(limit, attempts, failed, last_error));
         }
         let now = Instant::now();
         match deadline {
             Some(deadline) if now >= deadline => {
                 let limit = AcquireLimit::Timeout(options.acquire_timeout);
+                let last_error = match last_error {
+                    None => explain_busy(core).await,
+                    some => some,
+                };
                 return Err(core.timeout_error(limit, attempts, failed, last_error));
             }
             // Never sleep past the deadline: the last attempt happens at it.
@@ -234,6 +250,17 @@ pub(crate) async fn acquire(
             }
         }
     }
+}
+
+/// When every attempt found the lock busy: a foreign value at the key (one
+/// read, only now) explains why it never came free.
+async fn explain_busy(core: &DynCore) -> Option<LockError> {
+    let why = core
+        .protocol
+        .foreign_data(core.options.command_timeout)
+        .await?;
+    let source = crate::BackendError::new(crate::BackendErrorKind::Server, why);
+    Some(core.backend_error("acquire", source))
 }
 
 /// After a busy answer: runs what the attempt left behind (the undo of a

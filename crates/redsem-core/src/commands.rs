@@ -6,10 +6,10 @@ use std::fmt;
 
 use async_trait::async_trait;
 
-use crate::backend::{Arg, RedisBackend};
+use crate::backend::{Arg, RedisBackend, Reply};
 use crate::error::{BackendError, LockKind};
 use crate::script::{
-    MUTEX_REFRESH, MUTEX_RELEASE, SEMAPHORE_ACQUIRE, SEMAPHORE_REFRESH, SEMAPHORE_RELEASE,
+    KEY_TYPE, MUTEX_REFRESH, MUTEX_RELEASE, SEMAPHORE_ACQUIRE, SEMAPHORE_REFRESH, SEMAPHORE_RELEASE,
 };
 
 /// One lock kind's commands against one node.
@@ -35,6 +35,15 @@ pub(crate) trait Commands: Send + Sync + fmt::Debug + 'static {
     async fn release<B>(&self, node: &B, id: &str) -> Result<bool, BackendError>
     where
         B: RedisBackend + ?Sized;
+
+    /// What the key holds if it is not this kind's data (another program's
+    /// hash at a mutex key reads as "busy" forever): its type name.
+    async fn foreign_data<B>(&self, _node: &B) -> Option<String>
+    where
+        B: RedisBackend + ?Sized,
+    {
+        None
+    }
 }
 
 fn ttl_arg(ttl_ms: u64) -> Arg<'static> {
@@ -82,6 +91,20 @@ impl Commands for MutexCommands {
             .run_script(&MUTEX_RELEASE, &[&self.key], &[Arg::Str(id)])
             .await?;
         Ok(reply.expect_i64(&MUTEX_RELEASE)? == 1)
+    }
+
+    async fn foreign_data<B>(&self, node: &B) -> Option<String>
+    where
+        B: RedisBackend + ?Sized,
+    {
+        // Semaphore scripts fail with WRONGTYPE by themselves; SET NX does not.
+        let reply = node.run_script(&KEY_TYPE, &[&self.key], &[]).await.ok()?;
+        let name = match reply {
+            Reply::Data(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+            Reply::Status(s) => s,
+            _ => return None,
+        };
+        (name != "string" && name != "none").then_some(name)
     }
 }
 

@@ -279,6 +279,9 @@ fn failure_note(failed: u32, last: Option<&LockError>) -> String {
         LockError::Backend { source, .. } => source.to_string(),
         other => other.to_string(),
     };
+    if failed == 0 {
+        return format!(" ({what})");
+    }
     format!(" ({failed} failed; last error: {what})")
 }
 

@@ -57,6 +57,10 @@ pub(crate) trait Protocol: Send + Sync + fmt::Debug + 'static {
         bound: Duration,
     ) -> (Result<Refreshed, LockError>, Leftover);
 
+    /// Why a lock that stayed busy may never be free: a node whose key holds
+    /// foreign data (for messages; `None` when nothing is wrong).
+    async fn foreign_data(&self, bound: Duration) -> Option<String>;
+
     /// Removes a hold, retrying calls that fail as `retry` allows:
     /// `Ok(true)` when it was there, `Ok(false)` when it was gone, `Err`
     /// when no answer came in time.

@@ -103,11 +103,14 @@ scripts! {
     /// The server's `run_id`, from `INFO server`.
     /// No KEYS, no ARGV; returns the run id as a string.
     SERVER_ID = "server_id";
+    /// The type of the lock key, after an acquire timed out.
+    /// KEYS: the lock key; no ARGV; returns the type name.
+    KEY_TYPE = "key_type";
 }
 
 /// Every script redsem runs, for backends (such as the mock) that dispatch on
 /// the script.
-pub static ALL: [&Script; 7] = [
+pub static ALL: [&Script; 8] = [
     &MUTEX_ACQUIRE,
     &MUTEX_REFRESH,
     &MUTEX_RELEASE,
@@ -115,6 +118,7 @@ pub static ALL: [&Script; 7] = [
     &SEMAPHORE_REFRESH,
     &SEMAPHORE_RELEASE,
     &SERVER_ID,
+    &KEY_TYPE,
 ];
 
 #[cfg(test)]

@@ -78,6 +78,12 @@ impl<C: Commands, B: RedisBackend + 'static> Protocol for SingleNode<C, B> {
         (result, None)
     }
 
+    async fn foreign_data(&self, bound: Duration) -> Option<String> {
+        let check = self.commands.foreign_data(&self.backend);
+        let found = crate::time::within(bound, check).await.ok()??;
+        Some(format!("the key holds a {found}, not a lock"))
+    }
+
     async fn release(
         &self,
         id: &str,
@@ -93,7 +99,9 @@ impl<C: Commands, B: RedisBackend + 'static> Protocol for SingleNode<C, B> {
                 .min(deadline.saturating_duration_since(now))
                 .max(Duration::from_millis(1));
             match bounded_call(bound, self.commands.release(&self.backend, id)).await {
-                Ok(released) => return (Ok(released), None),
+                // After a failed call that may have run, "not there" most
+                // likely means that call removed it: not a loss.
+                Ok(released) => return (Ok(released || failures > 0), None),
                 Err(e)
                     if e.is_retryable()
                         && Instant::now() < deadline

@@ -121,8 +121,12 @@ async fn release_until<C: Commands, B: RedisBackend + 'static>(
         });
         let (answers, _) = fan_out(retry, bound.max(Duration::from_millis(1)), |_| false).await;
         for (i, answer) in answers.into_iter().enumerate() {
-            if answer.is_some() {
-                votes[i] = answer;
+            // A retried node's "not there" most likely means the failed
+            // call removed it: it counts as released, not as lost.
+            match answer {
+                Some(Vote::No) => votes[i] = Some(Vote::Yes),
+                Some(vote) => votes[i] = Some(vote),
+                None => {}
             }
         }
     }
@@ -309,6 +313,21 @@ impl<C: Commands, B: RedisBackend + 'static> Protocol for Redlock<C, B> {
         // Errors kept the quorum from being confirmed: unknown, not lost.
         let err = self.quorum_error("refreshed", &votes, "no longer held it");
         (Err(err), stragglers.finish(|_, _| None, bound))
+    }
+
+    async fn foreign_data(&self, bound: Duration) -> Option<String> {
+        let checks = self
+            .nodes
+            .iter()
+            .map(|node| crate::time::within(bound, self.commands.foreign_data(node)));
+        let found = futures::future::join_all(checks).await;
+        let nodes: Vec<String> = found
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, f)| Some(format!("node {} holds a {}", i + 1, f.ok()??)))
+            .collect();
+        (!nodes.is_empty())
+            .then(|| format!("the key is not a lock on every node: {}", nodes.join(", ")))
     }
 
     async fn release(
