@@ -126,7 +126,11 @@ fn an_outage_is_not_busy_and_is_not_hammered() {
 
         // busy is not unreachable
         redis.come_up();
-        let _holder = Mutex::new(redis.clone(), "busy").unwrap().acquire().await.unwrap();
+        let _holder = Mutex::new(redis.clone(), "busy")
+            .unwrap()
+            .acquire()
+            .await
+            .unwrap();
         let options = LockOptions::builder()
             .acquire_timeout(ms(50))
             .build()

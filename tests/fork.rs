@@ -20,7 +20,8 @@ fn options(acquire: Duration) -> LockOptions {
 /// refreshed past its lock timeout.
 fn child(redis: MockBackend) -> bool {
     futures::executor::block_on(async {
-        let busy = Mutex::with_options(redis.clone(), "parent", options(Duration::from_millis(100)));
+        let busy =
+            Mutex::with_options(redis.clone(), "parent", options(Duration::from_millis(100)));
         let started = Instant::now();
         let timed_out = busy.unwrap().acquire().await.is_err_and(|e| e.is_timeout());
         if !timed_out || started.elapsed() > Duration::from_secs(2) {
@@ -75,7 +76,10 @@ fn a_forked_child_gets_working_locks() {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "child failed: {status}");
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "child failed: {status}"
+    );
     assert!(parent.is_acquired());
     futures::executor::block_on(parent.release()).unwrap();
 }
