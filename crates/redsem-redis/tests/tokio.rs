@@ -120,3 +120,27 @@ async fn wrong_password_fails_connect_with_the_server_reply() {
         .expect_err("a wrong password must fail");
     assert!(err.to_string().contains("authentication failed"), "{err}");
 }
+
+/// Issue 9: with redis-rs's rustls support alone (no crypto provider chosen)
+/// `connect` panicked inside redis-rs ("no process-level CryptoProvider
+/// available"). With `tls-rustls` it installs ring's provider and tries TLS:
+/// against this plaintext server the handshake fails, as an error. Never a
+/// panic, never a plaintext fallback.
+#[cfg(feature = "tls-rustls")]
+#[tokio::test]
+async fn rediss_connect_never_panics_nor_falls_back_to_plaintext() {
+    let server = start_server();
+    let url = format!("rediss://127.0.0.1:{}", server.port());
+    let err = RedisRsBackend::connect(&url)
+        .await
+        .expect_err("a TLS handshake with a plaintext server fails");
+    // The server takes the ClientHello for a bad command and waits for
+    // more: redis-rs's connection timeout ends the handshake.
+    assert!(
+        matches!(
+            err.kind(),
+            BackendErrorKind::Connection | BackendErrorKind::Timeout
+        ),
+        "{err}"
+    );
+}
