@@ -137,7 +137,7 @@ impl FredBackend<Client> {
     /// is refused, never tried in plaintext (fred alone would). With TLS the
     /// server certificate is checked against the platform's root
     /// certificates; for a private CA build the client yourself with a
-    /// [`fred::types::config::TlsConnector`] and use [`new`](Self::new). With
+    /// `fred::types::config::TlsConnector` and use [`new`](Self::new). With
     /// the rustls features, `connect` installs the rustls crypto provider of
     /// the feature (ring for `enable-rustls-ring`) as the process default if
     /// none is installed yet.
