@@ -64,11 +64,13 @@ fn admin(server: &RedisServer, args: &[&str]) {
 }
 
 /// Creates `user` with `PASSWORD`, read-write access to `key_patterns` and
-/// exactly `commands`, nothing else (`reset` first).
+/// exactly `commands`, in the README's form:
+/// `ACL SETUSER <user> on ><password> resetkeys <keys> nocommands <commands>`.
 fn create_user(server: &RedisServer, user: &str, key_patterns: &[&str], commands: &[&str]) {
     let password = format!(">{PASSWORD}");
-    let mut args = vec!["ACL", "SETUSER", user, "reset", "on", password.as_str()];
+    let mut args = vec!["ACL", "SETUSER", user, "on", password.as_str(), "resetkeys"];
     args.extend_from_slice(key_patterns);
+    args.push("nocommands");
     args.extend_from_slice(commands);
     admin(server, &args);
 }
