@@ -61,6 +61,11 @@ where
     /// A backend over `client`, a fred client you built and configured
     /// (TLS, timeouts, reconnect policy...).
     ///
+    /// The client's security is your responsibility: `new` checks nothing.
+    /// In particular, a client built from a `rediss://` URL with fred lacking
+    /// a TLS feature talks plaintext; [`connect`](FredBackend::connect)
+    /// refuses that case.
+    ///
     /// This captures the tokio runtime the caller runs in, if any, and enters
     /// it whenever it polls fred, so the backend works from any executor.
     /// Call it inside the runtime that runs the client, or use
