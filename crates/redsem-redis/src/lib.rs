@@ -130,9 +130,11 @@ impl RedisRsBackend<MultiplexedConnection> {
     /// An invalid URL, or a `rediss://` URL without TLS support compiled in,
     /// is an error of kind [`Other`](redsem_core::BackendErrorKind::Other);
     /// so are rejected credentials (redis-rs's "Password authentication
-    /// failed"); a server that cannot be reached or a failed TLS handshake,
-    /// [`Connection`](redsem_core::BackendErrorKind::Connection). A panic inside redis-rs while connecting is
-    /// caught and returned as an error of kind
+    /// failed"); a server that cannot be reached or a failed TLS handshake
+    /// (an untrusted certificate, say) is an error of kind
+    /// [`Connection`](redsem_core::BackendErrorKind::Connection) (or
+    /// [`Timeout`](redsem_core::BackendErrorKind::Timeout)). A panic inside
+    /// redis-rs while connecting is caught and returned as an error of kind
     /// [`Other`](redsem_core::BackendErrorKind::Other).
     ///
     /// # Cancel safety
