@@ -1,16 +1,24 @@
 #![doc = include_str!("../README.md")]
 
 mod convert;
+mod probe;
 mod runtime;
+mod tls;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use fred::clients::Client;
-use fred::interfaces::{KeysInterface, LuaInterface};
-use fred::types::{Expiration, MultipleKeys, SetOptions, Value};
+use fred::interfaces::{ClientLike, KeysInterface, LuaInterface};
+use fred::types::config::{Config, ReconnectPolicy};
+use fred::types::{Builder, Expiration, MultipleKeys, SetOptions, Value};
 use redsem_core::{Arg, BackendError, RedisBackend, Reply, Script};
 
 pub use fred;
 
+use crate::probe::{Plan, Prober};
 use crate::runtime::RuntimeContext;
 
 /// A [`RedisBackend`] over a fred client.
@@ -23,12 +31,27 @@ use crate::runtime::RuntimeContext;
 /// commands sent before the connection is up wait in fred's queue (within
 /// redsem's own per-call timeout).
 ///
+/// While the client is not connected, a call also tries, at most once a
+/// second, a short-lived probe connection with the client's configuration:
+/// if the server refuses it (a wrong password: `WRONGPASS`; no password:
+/// `NOAUTH`; a failed TLS handshake...), the call fails at once with that
+/// cause instead of waiting out its timeout. So a client whose `init()`
+/// failed is reported for what it is. A probe that cannot reach the server
+/// changes nothing.
+///
+/// The client's security settings (password, TLS, certificates) are the
+/// ones you configured: with [`new`](Self::new) nothing is checked, in
+/// particular fred built without a TLS feature connects to a `rediss://`
+/// URL in plaintext. [`connect`](Self::connect) refuses that.
+///
 /// Cloning the backend clones the client handle: the clone talks to the same
 /// server.
 #[derive(Debug, Clone)]
 pub struct FredBackend<C = Client> {
     client: C,
     runtime: RuntimeContext,
+    /// Shared by clones: at most one probe a second for all of them.
+    prober: Arc<Prober>,
 }
 
 impl<C> FredBackend<C>
@@ -38,6 +61,11 @@ where
     /// A backend over `client`, a fred client you built and configured
     /// (TLS, timeouts, reconnect policy...).
     ///
+    /// The client's security is your responsibility: `new` checks nothing.
+    /// In particular, a client built from a `rediss://` URL with fred lacking
+    /// a TLS feature talks plaintext; [`connect`](FredBackend::connect)
+    /// refuses that case.
+    ///
     /// This captures the tokio runtime the caller runs in, if any, and enters
     /// it whenever it polls fred, so the backend works from any executor.
     /// Call it inside the runtime that runs the client, or use
@@ -46,6 +74,7 @@ where
         FredBackend {
             client,
             runtime: RuntimeContext::current(),
+            prober: Prober::shared(),
         }
     }
 
@@ -69,6 +98,116 @@ where
     }
 }
 
+impl<C> FredBackend<C>
+where
+    C: ClientLike,
+{
+    /// Sends a command (`call`) and awaits its reply inside the runtime; if
+    /// the client is not connected, probes why (see the type's docs).
+    async fn send<T>(
+        &self,
+        call: impl Future<Output = Result<T, fred::error::Error>>,
+    ) -> Result<T, BackendError> {
+        if !probe::disconnected(&self.client) {
+            return self.runtime.run(call).await.map_err(convert::error);
+        }
+        match self.prober.plan() {
+            Plan::Fail(err) => Err(err),
+            Plan::Wait => self.runtime.run(call).await.map_err(convert::error),
+            Plan::Probe => {
+                let prober = Arc::clone(&self.prober);
+                let client = &self.client;
+                let probe = self.runtime.run(async move {
+                    match probe::spawn(client, prober) {
+                        Some(task) => task.await.ok().flatten(),
+                        None => None,
+                    }
+                });
+                probe::race(self.runtime.run(call), probe).await
+            }
+        }
+    }
+}
+
+impl FredBackend<Client> {
+    /// Connects a new fred [`Client`] to `url` and wraps it: parses the URL
+    /// with [`Config::from_url`] (so `redis://user:password@host:6379/0`,
+    /// `rediss://...`, `redis-cluster://...` and fred's other forms work),
+    /// gives the client a reconnect policy (exponential backoff from 100 ms
+    /// up to 5 s, without limit), and waits for `init()`.
+    ///
+    /// A URL asking for TLS (`rediss://`, `rediss-cluster://`,
+    /// `valkeys://`...) needs one of the features `enable-rustls-ring`,
+    /// `enable-rustls` or `enable-native-tls` of this crate: without them it
+    /// is refused, never tried in plaintext (fred alone would). With TLS the
+    /// server certificate is checked against the platform's root
+    /// certificates; for a private CA build the client yourself with a
+    /// `fred::types::config::TlsConnector` and use [`new`](Self::new). With
+    /// the rustls features, `connect` installs the rustls crypto provider of
+    /// the feature (ring for `enable-rustls-ring`) as the process default if
+    /// none is installed yet.
+    ///
+    /// Call it inside the tokio runtime that is to run the client.
+    ///
+    /// ```no_run
+    /// use redsem_fred::FredBackend;
+    ///
+    /// # async fn run() -> Result<(), redsem_core::BackendError> {
+    /// // A password for the ACL user `locks`:
+    /// let backend = FredBackend::connect("redis://locks:s3cret@127.0.0.1:6379/0").await?;
+    /// // TLS (with the `enable-rustls-ring` feature; an error without it):
+    /// let tls = FredBackend::connect("rediss://locks:s3cret@redis.example:6380").await?;
+    /// # let _ = (backend, tls);
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// An invalid URL, or one asking for TLS without TLS support compiled
+    /// in, is an error of kind
+    /// [`Other`](redsem_core::BackendErrorKind::Other); a server that cannot
+    /// be reached, [`Connection`](redsem_core::BackendErrorKind::Connection);
+    /// rejected credentials, [`Server`](redsem_core::BackendErrorKind::Server)
+    /// with the server's reply (`WRONGPASS ...`). A panic inside fred while
+    /// connecting is caught and returned as an error of kind
+    /// [`Other`](redsem_core::BackendErrorKind::Other).
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future drops the client before it is handed out; its
+    /// connection task ends once it notices.
+    pub async fn connect(url: &str) -> Result<Self, BackendError> {
+        tls::check_url(url)?;
+        if tls::wants_tls(url) {
+            tls::ensure_crypto_provider();
+        }
+        let config =
+            tls::catch(|| Config::from_url(url), "parsing the URL")?.map_err(convert::error)?;
+        let client = Builder::from_config(config)
+            .set_policy(ReconnectPolicy::new_exponential(0, 100, 5_000, 2))
+            .build()
+            .map_err(convert::error)?;
+        let runtime = RuntimeContext::current();
+        let init = tls::catch_panic(runtime.run(client.init()), "connecting").await;
+        match init {
+            Ok(Ok(_connection_task)) => Ok(FredBackend {
+                client,
+                runtime,
+                prober: Prober::shared(),
+            }),
+            Ok(Err(err)) => {
+                // Stops the reconnect policy; bounded, it is only tidying.
+                let quit =
+                    async { tokio::time::timeout(Duration::from_secs(1), client.quit()).await };
+                let _ = runtime.run(quit).await;
+                Err(convert::error(err))
+            }
+            Err(panicked) => Err(panicked),
+        }
+    }
+}
+
 fn keys(keys: &[&str]) -> MultipleKeys {
     keys.iter().copied().collect()
 }
@@ -89,11 +228,7 @@ where
             self::keys(keys),
             convert::args(args),
         );
-        self.runtime
-            .run(call)
-            .await
-            .map(convert::reply)
-            .map_err(convert::error)
+        self.send(call).await.map(convert::reply)
     }
 
     async fn eval(
@@ -107,11 +242,7 @@ where
             self::keys(keys),
             convert::args(args),
         );
-        self.runtime
-            .run(call)
-            .await
-            .map(convert::reply)
-            .map_err(convert::error)
+        self.send(call).await.map(convert::reply)
     }
 
     async fn set_nx_px(&self, key: &str, value: &str, ttl_ms: u64) -> Result<bool, BackendError> {
@@ -119,7 +250,7 @@ where
         let call =
             self.client
                 .set::<Value, _, _>(key, value, Some(ttl), Some(SetOptions::NX), false);
-        convert::set_nx(self.runtime.run(call).await.map_err(convert::error)?)
+        convert::set_nx(self.send(call).await?)
     }
 }
 

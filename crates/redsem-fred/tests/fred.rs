@@ -95,3 +95,113 @@ async fn lost_server_is_a_retryable_error() {
     assert!(err.is_retryable(), "{err:?}");
     assert_eq!(err.kind(), BackendErrorKind::Timeout, "{err:?}");
 }
+
+/// A private server that requires `password` from the `default` user.
+fn start_server_with_password(password: &str) -> RedisServer {
+    let server = start_server();
+    // Set after the start: the harness's readiness probe does not log in.
+    let reply = server
+        .command(&["CONFIG", "SET", "requirepass", password])
+        .expect("CONFIG SET");
+    assert!(reply.is_ok(), "{reply}");
+    server
+}
+
+/// Without a TLS feature a `rediss://` URL is refused with an error naming
+/// the feature to enable. fred alone would connect to it in plaintext (the
+/// server here is a plaintext one).
+#[cfg(not(any(
+    feature = "enable-rustls-ring",
+    feature = "enable-rustls",
+    feature = "enable-native-tls"
+)))]
+#[tokio::test]
+async fn rediss_without_tls_is_refused_naming_the_feature() {
+    let server = start_server();
+    for scheme in ["rediss", "rediss-cluster", "valkeys"] {
+        let url = format!("{scheme}://:secret@127.0.0.1:{}", server.port());
+        let err = FredBackend::connect(&url)
+            .await
+            .expect_err("a TLS URL without TLS support must be refused");
+        assert_eq!(err.kind(), BackendErrorKind::Other, "{err}");
+        assert!(err.message().contains("`enable-rustls-ring`"), "{err}");
+        assert!(!err.message().contains("secret"), "{err}");
+    }
+}
+
+#[tokio::test]
+async fn connect_works_and_a_wrong_password_fails_with_the_server_reply() {
+    let server = start_server_with_password("right");
+    let url = format!("redis://:right@127.0.0.1:{}", server.port());
+    let backend = FredBackend::connect(&url).await.expect("connect");
+    assert!(backend.set_nx_px("pw:ok", "me", 10_000).await.expect("set"));
+
+    let url = format!("redis://:wrong@127.0.0.1:{}", server.port());
+    let err = FredBackend::connect(&url)
+        .await
+        .expect_err("a wrong password must fail");
+    assert_eq!(err.kind(), BackendErrorKind::Server, "{err}");
+    assert!(err.to_string().contains("WRONGPASS"), "{err}");
+}
+
+/// Issue 9: a client whose `init()` failed (wrong password), handed to the
+/// backend anyway, used to make every call wait for redsem's timeout ("no
+/// reply within ..."). Calls now fail at once with the server's reply.
+#[tokio::test]
+async fn client_whose_init_failed_reports_the_auth_error() {
+    let server = start_server_with_password("right");
+    let url = format!("redis://:wrong@127.0.0.1:{}", server.port());
+    let client = Client::new(Config::from_url(&url).expect("url"), None, None, None);
+    let init = client.init().await.expect_err("wrong password");
+    assert!(init.to_string().contains("WRONGPASS"), "{init}");
+    let backend = FredBackend::new(client);
+
+    for round in 0..3 {
+        let started = std::time::Instant::now();
+        let result = tokio::time::timeout(
+            Duration::from_secs(4),
+            backend.set_nx_px("pw:failed-init", "me", 10_000),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("round {round}: the call waited instead of failing"));
+        let err = result.expect_err("not connected");
+        assert_eq!(err.kind(), BackendErrorKind::Server, "{err}");
+        assert!(err.message().contains("WRONGPASS"), "{err}");
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    // The same through a lock: the acquire fails with the cause.
+    let options = redsem_core::LockOptions::builder()
+        .acquire_timeout(Duration::from_secs(3))
+        .build()
+        .expect("options");
+    let mutex = redsem_core::Mutex::with_options(backend, "pw:mutex", options).expect("mutex");
+    let started = std::time::Instant::now();
+    let err = tokio::time::timeout(Duration::from_secs(10), mutex.acquire())
+        .await
+        .expect("acquire ends")
+        .expect_err("cannot acquire");
+    assert!(err.to_string().contains("WRONGPASS"), "{err}");
+    eprintln!("acquire failed after {:?}: {err}", started.elapsed());
+}
+
+/// Without any password the server answers `NOAUTH` to each command.
+#[tokio::test]
+async fn missing_password_is_a_noauth_error() {
+    let server = start_server_with_password("right");
+    let client = client(&server.url(), Duration::from_secs(5));
+    let _ = client.init().await;
+    let backend = FredBackend::new(client);
+    let err = tokio::time::timeout(
+        Duration::from_secs(4),
+        backend.set_nx_px("pw:none", "me", 10_000),
+    )
+    .await
+    .expect("the call must not wait")
+    .expect_err("no password");
+    assert!(err.message().contains("NOAUTH"), "{err}");
+}

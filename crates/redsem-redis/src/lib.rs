@@ -5,6 +5,7 @@ compile_error!("redsem-redis needs the `tokio` or the `smol` feature");
 
 mod convert;
 mod runtime;
+mod tls;
 
 use std::fmt;
 
@@ -87,6 +88,21 @@ impl RedisRsBackend<MultiplexedConnection> {
     /// Opens a [`MultiplexedConnection`] to `url` (such as
     /// `redis://127.0.0.1:6379/0`) with redis-rs's defaults and wraps it.
     ///
+    /// The URL may carry credentials (`redis://user:password@host:6379`,
+    /// `redis://:password@host` for the `default` user); redis-rs sends
+    /// `AUTH` on connecting. A `rediss://` URL connects with TLS, which needs
+    /// one of the features `tls-rustls`, `smol-tls-rustls`,
+    /// `tls-native-tls` or `smol-tls-native-tls`: without them such a URL
+    /// is refused, never tried in plaintext. The server certificate is
+    /// checked against the platform's root certificates; for a private CA
+    /// build the client with `redis::Client::build_with_tls` and pass the
+    /// connection to [`new`](Self::new) (the crate docs show how).
+    ///
+    /// With the rustls features, `connect` installs ring's rustls
+    /// `CryptoProvider` as the process default if no provider is installed
+    /// yet. If you build connections yourself, do the same (or call
+    /// `connect` once) first: redis-rs panics without one.
+    ///
     /// Those defaults include a 500 ms response timeout, reported as
     /// [`Timeout`](redsem_core::BackendErrorKind::Timeout). For other
     /// settings build the connection yourself
@@ -96,21 +112,43 @@ impl RedisRsBackend<MultiplexedConnection> {
     /// Under tokio, call it inside the runtime that is to drive the
     /// connection.
     ///
+    /// ```no_run
+    /// use redsem_redis::RedisRsBackend;
+    ///
+    /// # async fn run() -> Result<(), redsem_core::BackendError> {
+    /// // A password for the ACL user `locks`:
+    /// let backend = RedisRsBackend::connect("redis://locks:s3cret@127.0.0.1:6379/0").await?;
+    /// // TLS (with the `tls-rustls` feature; an error without it):
+    /// let tls = RedisRsBackend::connect("rediss://locks:s3cret@redis.example:6380").await?;
+    /// # let _ = (backend, tls);
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
     /// # Errors
     ///
-    /// An invalid URL is an error of kind
-    /// [`Other`](redsem_core::BackendErrorKind::Other); a server that cannot
-    /// be reached, [`Connection`](redsem_core::BackendErrorKind::Connection).
+    /// An invalid URL, or a `rediss://` URL without TLS support compiled in,
+    /// is an error of kind [`Other`](redsem_core::BackendErrorKind::Other);
+    /// so are rejected credentials (redis-rs's "Password authentication
+    /// failed"); a server that cannot be reached or a failed TLS handshake
+    /// (an untrusted certificate, say) is an error of kind
+    /// [`Connection`](redsem_core::BackendErrorKind::Connection) (or
+    /// [`Timeout`](redsem_core::BackendErrorKind::Timeout)). A panic inside
+    /// redis-rs while connecting is caught and returned as an error of kind
+    /// [`Other`](redsem_core::BackendErrorKind::Other).
     ///
     /// # Cancel safety
     ///
     /// Dropping the future drops the half-open connection; nothing else
     /// happens.
     pub async fn connect(url: &str) -> Result<Self, BackendError> {
+        tls::check_url(url)?;
+        if tls::wants_tls(url) {
+            tls::ensure_crypto_provider();
+        }
         let client = redis::Client::open(url).map_err(convert::error)?;
-        let conn = client
-            .get_multiplexed_async_connection()
-            .await
+        let conn = tls::catch_panic(client.get_multiplexed_async_connection(), "connecting")
+            .await?
             .map_err(convert::error)?;
         Ok(RedisRsBackend::new(conn))
     }

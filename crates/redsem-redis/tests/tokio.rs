@@ -87,3 +87,60 @@ async fn refused_connect_is_a_connection_error() {
         .expect_err("bad url");
     assert_eq!(err.kind(), BackendErrorKind::Other, "{err}");
 }
+
+/// Without a TLS feature a `rediss://` URL is refused with an error naming
+/// the feature to enable, never tried in plaintext (the server here is a
+/// plaintext one that would accept a plaintext connection).
+#[cfg(not(any(feature = "tls-rustls", feature = "tls-native-tls")))]
+#[tokio::test]
+async fn rediss_without_tls_is_refused_naming_the_feature() {
+    let server = start_server();
+    let url = format!("rediss://:secret@127.0.0.1:{}", server.port());
+    let err = RedisRsBackend::connect(&url)
+        .await
+        .expect_err("rediss:// without TLS support must be refused");
+    assert_eq!(err.kind(), BackendErrorKind::Other, "{err}");
+    assert!(err.message().contains("`tls-rustls`"), "{err}");
+    assert!(!err.message().contains("secret"), "{err}");
+}
+
+/// A wrong password fails `connect` (redis-rs reports it as
+/// `AuthenticationFailed`, without the server's `WRONGPASS` text).
+#[tokio::test]
+async fn wrong_password_fails_connect_with_the_server_reply() {
+    let server = start_server();
+    // Set after the start: the harness's readiness probe does not log in.
+    let reply = server
+        .command(&["CONFIG", "SET", "requirepass", "right"])
+        .expect("CONFIG SET");
+    assert!(reply.is_ok(), "{reply}");
+    let url = format!("redis://:wrong@127.0.0.1:{}", server.port());
+    let err = RedisRsBackend::connect(&url)
+        .await
+        .expect_err("a wrong password must fail");
+    assert!(err.to_string().contains("authentication failed"), "{err}");
+}
+
+/// Issue 9: with redis-rs's rustls support alone (no crypto provider chosen)
+/// `connect` panicked inside redis-rs ("no process-level CryptoProvider
+/// available"). With `tls-rustls` it installs ring's provider and tries TLS:
+/// against this plaintext server the handshake fails, as an error. Never a
+/// panic, never a plaintext fallback.
+#[cfg(feature = "tls-rustls")]
+#[tokio::test]
+async fn rediss_connect_never_panics_nor_falls_back_to_plaintext() {
+    let server = start_server();
+    let url = format!("rediss://127.0.0.1:{}", server.port());
+    let err = RedisRsBackend::connect(&url)
+        .await
+        .expect_err("a TLS handshake with a plaintext server fails");
+    // The server takes the ClientHello for a bad command and waits for
+    // more: redis-rs's connection timeout ends the handshake.
+    assert!(
+        matches!(
+            err.kind(),
+            BackendErrorKind::Connection | BackendErrorKind::Timeout
+        ),
+        "{err}"
+    );
+}
