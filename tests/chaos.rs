@@ -19,11 +19,12 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::clients::connection_manager;
 use common::real_node::start_server;
 use common::timing::ms;
 use redsem_core::{LockError, LockOptions, Mutex, RedisBackend, RedlockMutex, Semaphore};
-use redsem_redis::redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redsem_redis::redis::{self, AsyncCommands};
+use redsem_redis::redis::aio::ConnectionManager;
+use redsem_redis::redis::AsyncCommands;
 use redsem_redis::RedisRsBackend;
 use redsem_testing::{FaultProxy, RedisServer};
 
@@ -53,16 +54,7 @@ fn options(lost: &Losses) -> LockOptions {
 }
 
 async fn manager(port: &str) -> ConnectionManager {
-    let client = redis::Client::open(format!("redis://127.0.0.1:{port}/")).expect("url");
-    let config = ConnectionManagerConfig::new()
-        .set_number_of_retries(1)
-        .set_min_delay(ms(20))
-        .set_max_delay(ms(100))
-        .set_connection_timeout(Some(ms(500)))
-        .set_response_timeout(None);
-    ConnectionManager::new_with_config(client, config)
-        .await
-        .expect("connect")
+    connection_manager(format!("redis://127.0.0.1:{port}/")).await
 }
 
 async fn backend(port: &str) -> Arc<dyn RedisBackend> {

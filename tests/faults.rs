@@ -8,25 +8,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
-use common::timing::{ms, sleep};
-use redsem_core::{
-    BackendErrorKind, LockError, LockOptions, LockOptionsBuilder, LostReason, Mutex, RedlockMutex,
-};
+use common::timing::{counting, ms, sleep};
+use redsem_core::{BackendErrorKind, LockError, LockOptions, LostReason, Mutex, RedlockMutex};
 use redsem_mock::MockBackend;
 
 fn block_on<T>(fut: impl std::future::Future<Output = T>) -> T {
     futures::executor::block_on(fut)
-}
-
-/// Options whose `on_lock_lost` counts into `lost`.
-fn counting(builder: LockOptionsBuilder, lost: &Arc<AtomicUsize>) -> LockOptions {
-    let lost = lost.clone();
-    builder
-        .on_lock_lost(move |_| {
-            lost.fetch_add(1, Ordering::SeqCst);
-        })
-        .build()
-        .unwrap()
 }
 
 /// Waits (bounded) until `cond` holds.

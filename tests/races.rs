@@ -7,20 +7,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::timing::{ms, sleep};
+use common::timing::{counting, ms, sleep};
 use redsem_core::script::MUTEX_REFRESH;
-use redsem_core::{Arg, LockOptions, LockOptionsBuilder, Mutex, RedisBackend, RedlockMutex};
+use redsem_core::{Arg, LockOptions, Mutex, RedisBackend, RedlockMutex};
 use redsem_mock::MockBackend;
-
-fn counting(builder: LockOptionsBuilder, lost: &Arc<AtomicUsize>) -> LockOptions {
-    let lost = lost.clone();
-    builder
-        .on_lock_lost(move |_| {
-            lost.fetch_add(1, Ordering::SeqCst);
-        })
-        .build()
-        .unwrap()
-}
 
 /// LOCK-T1: releasing while a slow refresh is in flight reports no loss.
 #[test]

@@ -27,9 +27,10 @@ pub fn runtime() -> Runtime {
         .expect("tokio runtime")
 }
 
-/// redis-rs: a `ConnectionManager` that reconnects quickly and fails fast
-/// while nothing answers (as in the conformance runner).
-async fn connect_redis_rs(url: String) -> Arc<dyn RedisBackend> {
+/// A redis-rs `ConnectionManager` that reconnects quickly and fails fast
+/// while nothing answers (as in the conformance runner); no response
+/// timeout of its own (redsem bounds every call).
+pub async fn connection_manager(url: String) -> ConnectionManager {
     let client = Client::open(url).expect("valid url");
     let config = ConnectionManagerConfig::new()
         .set_number_of_retries(1)
@@ -37,10 +38,14 @@ async fn connect_redis_rs(url: String) -> Arc<dyn RedisBackend> {
         .set_max_delay(ms(100))
         .set_connection_timeout(Some(ms(500)))
         .set_response_timeout(None);
-    let manager = ConnectionManager::new_with_config(client, config)
+    ConnectionManager::new_with_config(client, config)
         .await
-        .expect("connect");
-    Arc::new(RedisRsBackend::new(manager))
+        .expect("connect")
+}
+
+/// redis-rs through a [`connection_manager`].
+async fn connect_redis_rs(url: String) -> Arc<dyn RedisBackend> {
+    Arc::new(RedisRsBackend::new(connection_manager(url).await))
 }
 
 /// fred: reconnect every 100 ms forever, one attempt per command.

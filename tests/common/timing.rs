@@ -19,6 +19,20 @@ pub fn t_builder() -> LockOptionsBuilder {
         .retry_interval(ms(10))
 }
 
+/// `builder` with an `on_lock_lost` callback that counts into `lost`.
+pub fn counting(
+    builder: LockOptionsBuilder,
+    lost: &std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) -> LockOptions {
+    let lost = lost.clone();
+    builder
+        .on_lock_lost(move |_| {
+            lost.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        })
+        .build()
+        .expect("valid options")
+}
+
 pub fn t() -> LockOptions {
     t_builder().build().expect("valid preset")
 }

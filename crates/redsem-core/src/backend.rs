@@ -238,6 +238,18 @@ pub trait RedisBackend: Send + Sync + fmt::Debug {
     /// `Ok(None)` means the backend cannot tell; Redlock then trusts that
     /// node to be distinct.
     ///
+    /// ```
+    /// use redsem_core::RedisBackend;
+    /// use redsem_mock::MockBackend;
+    /// # futures::executor::block_on(async {
+    /// let node = MockBackend::new();
+    /// let same = node.clone().server_id().await?;
+    /// assert_eq!(node.server_id().await?, same);
+    /// assert_ne!(MockBackend::new().server_id().await?, same);
+    /// # Ok::<(), redsem_core::BackendError>(())
+    /// # }).unwrap();
+    /// ```
+    ///
     /// # Cancel safety
     ///
     /// Cancel safe: it only reads.

@@ -97,6 +97,27 @@ impl Retry {
     pub(crate) fn few(until: Instant) -> Self {
         Retry { until, tries: 3 }
     }
+
+    /// When to try again after the `failures`-th failed try (from 1), or
+    /// `None` when the tries or the time are used up. The backoff starts at
+    /// 10 ms (or `bound`, if shorter).
+    pub(crate) fn next_try(&self, failures: u32, bound: Duration) -> Option<Instant> {
+        if failures >= self.tries {
+            return None;
+        }
+        let base = bound.min(Duration::from_millis(10));
+        let wait = crate::backoff::after_failure(base, failures, crate::backoff::FAILURE_CAP);
+        Instant::now()
+            .checked_add(wait)
+            .filter(|at| *at < self.until)
+    }
+
+    /// `bound`, cut to the time left (at least 1 ms).
+    pub(crate) fn bound(&self, bound: Duration) -> Duration {
+        bound
+            .min(self.until.saturating_duration_since(Instant::now()))
+            .max(Duration::from_millis(1))
+    }
 }
 
 /// When a hold confirmed by a call sent at `started` with a TTL of `ttl_ms`

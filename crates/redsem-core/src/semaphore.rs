@@ -166,11 +166,25 @@ lock_methods!(MultiSemaphore, RedisBackend + 'static);
 
 /// Largest `limit` of the semaphore kinds: the sorted set holds at most
 /// this many members.
+///
+/// ```
+/// use redsem_core::{Semaphore, MAX_LIMIT};
+/// # use redsem_mock::MockBackend;
+/// assert!(Semaphore::new(MockBackend::new(), "k", MAX_LIMIT).is_ok());
+/// assert!(Semaphore::new(MockBackend::new(), "k", MAX_LIMIT + 1).is_err());
+/// ```
 pub const MAX_LIMIT: u32 = 1_000_000;
 
 /// Largest `permits` of the multi-semaphore kinds: every acquire, refresh
 /// and release script touches each permit's member, and Redis runs nothing
 /// else meanwhile; at this bound a script runs for about a millisecond.
+///
+/// ```
+/// use redsem_core::{MultiSemaphore, MAX_PERMITS};
+/// # use redsem_mock::MockBackend;
+/// assert!(MultiSemaphore::new(MockBackend::new(), "k", 5_000, MAX_PERMITS).is_ok());
+/// assert!(MultiSemaphore::new(MockBackend::new(), "k", 5_000, MAX_PERMITS + 1).is_err());
+/// ```
 pub const MAX_PERMITS: u32 = 1_000;
 
 /// Checks key, limit, permits (0 = plain semaphore) and that identifiers

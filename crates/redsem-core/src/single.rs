@@ -5,7 +5,6 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 
 use crate::backend::RedisBackend;
-use crate::backoff;
 use crate::commands::Commands;
 use crate::error::{BackendError, LockError, LockKind, LostReason};
 use crate::protocol::{validity, Leftover, Protocol, Refreshed, Retry};
@@ -90,32 +89,20 @@ impl<C: Commands, B: RedisBackend + 'static> Protocol for SingleNode<C, B> {
         bound: Duration,
         retry: Retry,
     ) -> (Result<bool, LockError>, Leftover) {
-        let deadline = retry.until;
-        let base = bound.min(Duration::from_millis(10));
         let mut failures = 0;
         loop {
-            let now = Instant::now();
-            let bound = bound
-                .min(deadline.saturating_duration_since(now))
-                .max(Duration::from_millis(1));
-            match bounded_call(bound, self.commands.release(&self.backend, id)).await {
+            let call = self.commands.release(&self.backend, id);
+            match bounded_call(retry.bound(bound), call).await {
                 // After a failed call that may have run, "not there" most
                 // likely means that call removed it: not a loss.
                 Ok(released) => return (Ok(released || failures > 0), None),
-                Err(e)
-                    if e.is_retryable()
-                        && Instant::now() < deadline
-                        && failures + 1 < retry.tries =>
-                {
+                Err(e) => {
                     failures += 1;
-                    let wait = backoff::after_failure(base, failures, backoff::FAILURE_CAP);
-                    let at = Instant::now().checked_add(wait).unwrap_or(deadline);
-                    if at >= deadline {
-                        return (Err(self.error("release", e)), None);
+                    match retry.next_try(failures, bound) {
+                        Some(at) if e.is_retryable() => sleep_until(at).await,
+                        _ => return (Err(self.error("release", e)), None),
                     }
-                    sleep_until(at).await;
                 }
-                Err(e) => return (Err(self.error("release", e)), None),
             }
         }
     }

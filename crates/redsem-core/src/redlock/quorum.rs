@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 
 use crate::backend::RedisBackend;
-use crate::backoff;
 use crate::commands::Commands;
 use crate::driver::Job;
 use crate::error::{LockError, LockKind, LostReason, NodeFailure};
@@ -98,28 +97,23 @@ async fn release_until<C: Commands, B: RedisBackend + 'static>(
     retry: Retry,
     stop: impl Fn(&Votes) -> bool,
 ) -> Votes {
-    let deadline = retry.until;
-    let base = bound.min(Duration::from_millis(10));
     let mut failures = 0;
     loop {
         let failed: Vec<usize> = (0..votes.len())
             .filter(|&i| matches!(votes[i], Some(Vote::Failed(_))))
             .collect();
-        if failed.is_empty() || stop(&votes) || failures + 1 >= retry.tries {
+        if failed.is_empty() || stop(&votes) {
             return votes;
         }
         failures += 1;
-        let wait = backoff::after_failure(base, failures, backoff::FAILURE_CAP);
-        let at = Instant::now().checked_add(wait).unwrap_or(deadline);
-        if at >= deadline {
+        let Some(at) = retry.next_try(failures, bound) else {
             return votes;
-        }
+        };
         sleep_until(at).await;
-        let bound = bound.min(deadline.saturating_duration_since(Instant::now()));
-        let retry = calls(&commands, &nodes, &Op::Release(id.clone()), |i| {
+        let again = calls(&commands, &nodes, &Op::Release(id.clone()), |i| {
             failed.contains(&i)
         });
-        let (answers, _) = fan_out(retry, bound.max(Duration::from_millis(1)), |_| false).await;
+        let (answers, _) = fan_out(again, retry.bound(bound), |_| false).await;
         for (i, answer) in answers.into_iter().enumerate() {
             // A retried node's "not there" most likely means the failed
             // call removed it: it counts as released, not as lost.
