@@ -213,7 +213,7 @@ async fn a_mutex_key_with_foreign_data_is_named_in_the_timeout() {
     assert!(err.is_timeout() && !err.is_unreachable(), "{err:?}");
     assert!(
         err.to_string()
-            .ends_with("(the key holds a hash, not a lock)"),
+            .ends_with("the key holds a hash, not a lock)"),
         "{err}"
     );
 }

@@ -89,7 +89,8 @@ async fn clean_up_with(core: &DynCore, id: &str, retry: Retry) -> bool {
 }
 
 async fn clean_up(core: &DynCore, id: &str, started: Instant) {
-    clean_up_with(core, id, Retry::few(expiry(core, started))).await;
+    let clock = core.protocol.clock();
+    clean_up_with(core, id, Retry::few(clock, expiry(core, started))).await;
 }
 
 /// Claims the fixed identifier (a no-op for random ones), waiting until
@@ -111,8 +112,9 @@ async fn claim(core: &Arc<DynCore>, deadline: Option<Instant>) -> Result<FixedId
     let claimed = match deadline {
         None => wait.await,
         Some(deadline) => {
-            let left = deadline.saturating_duration_since(Instant::now());
-            within(left, wait).await.unwrap_or(Err(()))
+            let clock = core.protocol.clock();
+            let left = deadline.saturating_duration_since(clock.now());
+            within(clock, left, wait).await.unwrap_or(Err(()))
         }
     };
     claimed.map_err(|()| already_held())
@@ -125,7 +127,8 @@ pub(crate) async fn acquire(
 ) -> Result<Option<LockGuard>, LockError> {
     driver().map_err(|message| LockError::Background { message })?;
     let options = &core.options;
-    let deadline = Instant::now().checked_add(options.acquire_timeout);
+    let clock = core.protocol.clock();
+    let deadline = clock.now().checked_add(options.acquire_timeout);
     let mut claim = claim(core, deadline).await?;
     let fixed = matches!(options.identity, Identity::Fixed(_));
     let ttl = options.lock_timeout_ms;
@@ -140,7 +143,7 @@ pub(crate) async fn acquire(
     let mut last_error = None;
     loop {
         attempts = attempts.saturating_add(1);
-        let started = Instant::now();
+        let started = clock.now();
         let mut in_flight = InFlight {
             core,
             id: &id,
@@ -151,8 +154,8 @@ pub(crate) async fn acquire(
         let (outcome, leftover) = core.protocol.acquire(&id, ttl, started, bound).await;
         let min_left = options.lock_timeout / MIN_VALIDITY_FRACTION;
         let outcome = match outcome {
-            Ok(Some(until)) if until.saturating_duration_since(Instant::now()) < min_left => {
-                Err(core.backend_error("acquire", too_slow(started)))
+            Ok(Some(until)) if until.saturating_duration_since(clock.now()) < min_left => {
+                Err(core.backend_error("acquire", too_slow(clock, started)))
             }
             other => other,
         };
@@ -192,9 +195,9 @@ pub(crate) async fn acquire(
                     // before a late delete could hit the next hold.
                     finish(leftover).await;
                     let expires = expiry(core, started);
-                    if !clean_up_with(core, &id, Retry::until(expires)).await {
+                    if !clean_up_with(core, &id, Retry::until(clock, expires)).await {
                         let wake = deadline.map_or(expires, |d| d.min(expires));
-                        sleep_until(wake).await;
+                        sleep_until(clock, wake).await;
                     }
                     in_flight.armed = false;
                 } else {
@@ -227,7 +230,7 @@ pub(crate) async fn acquire(
             };
             return Err(core.timeout_error(limit, attempts, failed, last_error));
         }
-        let now = Instant::now();
+        let now = clock.now();
         match deadline {
             Some(deadline) if now >= deadline => {
                 let limit = AcquireLimit::Timeout(options.acquire_timeout);
@@ -239,10 +242,15 @@ pub(crate) async fn acquire(
             }
             // Never sleep past the deadline: the last attempt happens at it.
             Some(deadline) => {
-                sleep_until(now.checked_add(delay).unwrap_or(deadline).min(deadline)).await
+                sleep_until(
+                    clock,
+                    now.checked_add(delay).unwrap_or(deadline).min(deadline),
+                )
+                .await
             }
             None => {
                 sleep_until(
+                    clock,
                     now.checked_add(delay)
                         .unwrap_or_else(crate::time::far_future),
                 )
@@ -284,7 +292,7 @@ async fn take_over(
     claim: FixedIdClaim,
 ) -> Result<Option<LockGuard>, LockError> {
     let options = &core.options;
-    let started = Instant::now();
+    let started = core.protocol.clock().now();
     let (refreshed, leftover) = core
         .protocol
         .refresh(

@@ -229,6 +229,21 @@ pub trait RedisBackend: Send + Sync + fmt::Debug {
         Ok(reply.expect_i64(script)? == 1)
     }
 
+    /// The clock redsem's timers follow for the locks on this backend
+    /// (refresh ticks, loss detection, acquire retries and timeouts, call
+    /// bounds, validity). Real backends keep the provided
+    /// [`Clock::system`]; a test backend returns a [`Clock::manual`] that
+    /// its test moves forward. Called once, when a lock is created.
+    ///
+    /// ```
+    /// use redsem_core::RedisBackend;
+    /// use redsem_mock::MockBackend;
+    /// assert!(MockBackend::new().clock().is_manual());
+    /// ```
+    fn clock(&self) -> crate::Clock {
+        crate::Clock::system()
+    }
+
     /// The identity of the Redis server this backend reaches: its `run_id`.
     /// Redlock compares them to refuse two backends that reach the same
     /// server (which would count one server's vote twice).
@@ -316,6 +331,10 @@ macro_rules! forward_backend {
 
             async fn server_id(&self) -> Result<Option<String>, BackendError> {
                 (**self).server_id().await
+            }
+
+            fn clock(&self) -> crate::Clock {
+                (**self).clock()
             }
         }
     )*};

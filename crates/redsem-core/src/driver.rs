@@ -8,12 +8,12 @@
 //! earliest, so the common case (a timer later than one already pending)
 //! costs a mutex and a map insert, no syscall.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::task::{Context, Poll, Wake, Waker};
 use std::thread::Thread;
 use std::time::{Duration, Instant};
@@ -24,6 +24,7 @@ use futures::stream::{FuturesUnordered, StreamExt};
 use futures::FutureExt;
 
 use crate::background::PerProcess;
+use crate::clock::Clock;
 
 /// A job run on the driver thread.
 pub(crate) type Job = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
@@ -36,21 +37,49 @@ pub(crate) enum Fire {
     Start(Box<dyn FnOnce() -> Job + Send>),
 }
 
-/// Identifies a registered timer so it can be cancelled.
+/// Identifies a registered timer so it can be cancelled: its clock, its
+/// due time on that clock, and a sequence number.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) struct TimerKey(Instant, u64);
+pub(crate) struct TimerKey(usize, Instant, u64);
+
+/// The timers of one clock, ordered by due time on that clock.
+struct ClockTimers {
+    clock: Clock,
+    timers: BTreeMap<TimerKey, Fire>,
+}
 
 struct State {
-    timers: BTreeMap<TimerKey, Fire>,
+    /// By clock id; the system clock is 0.
+    clocks: HashMap<usize, ClockTimers>,
     next_seq: u64,
-    /// When the thread will next wake by itself; `None` while it sleeps
-    /// without a deadline.
+    /// When the thread will next wake by itself (real time); `None` while
+    /// it sleeps without a deadline.
     wake_at: Option<Instant>,
     new_jobs: Vec<Job>,
+    /// `settle` tickets handed out, and served (an iteration that began
+    /// after the ticket was taken ended with nothing left to do).
+    requested: u64,
+    served: u64,
+}
+
+impl State {
+    /// The earliest due timer of every clock, as a real instant.
+    fn next_wake(&self) -> Option<Instant> {
+        let now = Instant::now();
+        self.clocks
+            .values()
+            .filter_map(|c| {
+                let (key, _) = c.timers.first_key_value()?;
+                Some(now + key.1.saturating_duration_since(c.clock.now()))
+            })
+            .min()
+    }
 }
 
 pub(crate) struct Driver {
     state: Mutex<State>,
+    /// Signalled when a `settle` ticket is served.
+    settled: Condvar,
     thread: Thread,
     notified: AtomicBool,
     /// Nanoseconds since `epoch` when the thread started polling jobs, 0
@@ -101,11 +130,14 @@ fn start() -> Result<Arc<Driver>, String> {
         .map_err(|e| format!("cannot start redsem's background thread: {e}"))?;
     let driver = Arc::new(Driver {
         state: Mutex::new(State {
-            timers: BTreeMap::new(),
+            clocks: HashMap::new(),
             next_seq: 0,
             wake_at: None,
             new_jobs: Vec::new(),
+            requested: 0,
+            served: 0,
         }),
+        settled: Condvar::new(),
         thread: handle.thread().clone(),
         notified: AtomicBool::new(false),
         busy_since: AtomicU64::new(0),
@@ -159,15 +191,20 @@ impl Driver {
         self.thread.unpark();
     }
 
-    /// Registers a timer at `at`.
-    pub(crate) fn add_timer(&self, at: Instant, fire: Fire) -> TimerKey {
+    /// Registers a timer at `at` on `clock`.
+    pub(crate) fn add_timer(&self, clock: &Clock, at: Instant, fire: Fire) -> TimerKey {
         let mut st = self.lock();
         st.next_seq += 1;
-        let key = TimerKey(at, st.next_seq);
-        st.timers.insert(key, fire);
-        let earlier = st.wake_at.is_none_or(|w| at < w);
+        let key = TimerKey(clock.id(), at, st.next_seq);
+        let timers = st.clocks.entry(key.0).or_insert_with(|| ClockTimers {
+            clock: clock.clone(),
+            timers: BTreeMap::new(),
+        });
+        timers.timers.insert(key, fire);
+        let real = Instant::now() + at.saturating_duration_since(clock.now());
+        let earlier = st.wake_at.is_none_or(|w| real < w);
         if earlier {
-            st.wake_at = Some(at);
+            st.wake_at = Some(real);
         }
         drop(st);
         if earlier {
@@ -179,7 +216,11 @@ impl Driver {
     /// Replaces the waker of a pending timer; `false` if it already fired.
     pub(crate) fn update_waker(&self, key: TimerKey, waker: &Waker) -> bool {
         let mut st = self.lock();
-        match st.timers.get_mut(&key) {
+        let fire = st
+            .clocks
+            .get_mut(&key.0)
+            .and_then(|c| c.timers.get_mut(&key));
+        match fire {
             Some(Fire::Wake(w)) => {
                 if !w.will_wake(waker) {
                     *w = waker.clone();
@@ -192,7 +233,46 @@ impl Driver {
 
     /// Cancels a timer; `true` if it had not fired yet.
     pub(crate) fn cancel_timer(&self, key: TimerKey) -> bool {
-        self.lock().timers.remove(&key).is_some()
+        let mut st = self.lock();
+        let Some(clock) = st.clocks.get_mut(&key.0) else {
+            return false;
+        };
+        let removed = clock.timers.remove(&key).is_some();
+        if clock.timers.is_empty() {
+            st.clocks.remove(&key.0);
+        }
+        removed
+    }
+
+    /// The due time of the earliest timer on `clock`.
+    pub(crate) fn earliest_timer(&self, clock: &Clock) -> Option<Instant> {
+        let st = self.lock();
+        let timers = st.clocks.get(&clock.id())?;
+        timers.timers.first_key_value().map(|(key, _)| key.1)
+    }
+
+    /// Waits until the thread has run an iteration that began after this
+    /// call: every timer due by then has fired and every job has run until
+    /// it waits for something. Returns at once on the thread itself.
+    pub(crate) fn settle(&self) {
+        if std::thread::current().id() == self.thread.id() {
+            return;
+        }
+        let mut st = self.lock();
+        st.requested += 1;
+        let ticket = st.requested;
+        drop(st);
+        self.notify();
+        // Bounded: a thread that is blocked (a stall) must not hang the test.
+        let give_up = Instant::now() + Duration::from_secs(10);
+        let mut st = self.lock();
+        while st.served < ticket && Instant::now() < give_up {
+            st = self
+                .settled
+                .wait_timeout(st, Duration::from_millis(100))
+                .map(|(g, _)| g)
+                .unwrap_or_else(|e| e.into_inner().0);
+        }
     }
 
     /// Runs `job` on the driver thread.
@@ -206,19 +286,23 @@ impl Driver {
         let mut cx = Context::from_waker(&waker);
         let mut jobs = FuturesUnordered::new();
         let mut due = Vec::new();
+        let mut serving = 0;
         loop {
             self.notified.store(false, Ordering::Release);
-            let now = Instant::now();
             {
                 let mut st = self.lock();
+                serving = serving.max(st.requested);
                 jobs.extend(st.new_jobs.drain(..).map(guard_job));
-                while let Some(entry) = st.timers.first_entry() {
-                    if entry.key().0 > now {
-                        break;
+                for clock in st.clocks.values_mut() {
+                    let now = clock.clock.now();
+                    while let Some(entry) = clock.timers.first_entry() {
+                        if entry.key().1 > now {
+                            break;
+                        }
+                        due.push(entry.remove());
                     }
-                    due.push(entry.remove());
                 }
-                st.wake_at = st.timers.first_key_value().map(|(k, _)| k.0);
+                st.clocks.retain(|_, c| !c.timers.is_empty());
             }
             for fire in due.drain(..) {
                 match fire {
@@ -235,7 +319,15 @@ impl Driver {
             if self.notified.load(Ordering::Acquire) {
                 continue;
             }
-            let wake_at = self.lock().wake_at;
+            let wake_at = {
+                let mut st = self.lock();
+                st.wake_at = st.next_wake();
+                if st.served < serving {
+                    st.served = serving;
+                    self.settled.notify_all();
+                }
+                st.wake_at
+            };
             match wake_at {
                 Some(at) => {
                     let now = Instant::now();

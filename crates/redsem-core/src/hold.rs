@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 
 use crate::backoff;
 use crate::callbacks;
+use crate::clock::Clock;
 use crate::driver::{driver, Fire, TimerKey};
 use crate::error::{LockError, LostReason};
 use crate::fixed_id::FixedIdClaim;
@@ -122,6 +123,10 @@ impl Hold {
         hold
     }
 
+    fn clock(&self) -> &Clock {
+        self.core.protocol.clock()
+    }
+
     fn lock(&self) -> MutexGuard<'_, HoldState> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -149,7 +154,7 @@ impl Hold {
         }
         let hold = self.clone();
         let start = move || -> crate::driver::Job { Box::pin(hold.tick()) };
-        st.timer = Some(driver.add_timer(at, Fire::Start(Box::new(start))));
+        st.timer = Some(driver.add_timer(self.clock(), at, Fire::Start(Box::new(start))));
     }
 
     fn cancel_timer(st: &mut HoldState) {
@@ -169,7 +174,7 @@ impl Hold {
             }
             (st.refreshing, st.valid_until)
         };
-        let now = Instant::now();
+        let now = self.clock().now();
         if now >= valid_until {
             if !refreshing {
                 self.report_loss(LostReason::Expired);
@@ -179,8 +184,8 @@ impl Hold {
             self.report_loss(LostReason::Unconfirmed { last_error });
             // The hold may still exist if Redis was only slow: remove it.
             let bound = self.core.options.command_timeout;
-            let deadline = Instant::now().checked_add(bound).unwrap_or(now);
-            let retry = Retry::few(deadline);
+            let deadline = self.clock().now().checked_add(bound).unwrap_or(now);
+            let retry = Retry::few(self.clock(), deadline);
             let (_, leftover) = self.core.protocol.release(&self.id, bound, retry).await;
             finish(leftover).await;
             return;
@@ -225,7 +230,7 @@ impl Hold {
                 }
             }
             if st.phase == Phase::Held && st.lost.is_none() {
-                self.schedule(&mut st, Instant::now());
+                self.schedule(&mut st, self.clock().now());
             }
         }
         // Calls still in flight on slow nodes finish in the background.
@@ -253,7 +258,7 @@ impl Hold {
 
     pub(crate) fn is_acquired(&self) -> bool {
         let st = self.lock();
-        st.phase == Phase::Held && st.lost.is_none() && Instant::now() < st.valid_until
+        st.phase == Phase::Held && st.lost.is_none() && self.clock().now() < st.valid_until
     }
 
     pub(crate) fn valid_until(&self) -> Instant {
@@ -266,7 +271,7 @@ impl Hold {
         if st.refreshing && st.phase == Phase::Held && st.lost.is_none() {
             st.refreshing = false;
             st.refresh_failures = 0;
-            self.schedule(&mut st, Instant::now());
+            self.schedule(&mut st, self.clock().now());
         }
     }
 
@@ -319,11 +324,11 @@ impl Hold {
         let _gate = self.gate.lock().await;
         let options = &self.core.options;
         let bound = options.command_timeout;
-        let now = Instant::now();
+        let now = self.clock().now();
         let deadline = self
             .valid_until()
             .max(now.checked_add(bound).unwrap_or(now));
-        let retry = Retry::until(deadline);
+        let retry = Retry::until(self.clock(), deadline);
         let (outcome, leftover) = self.core.protocol.release(&self.id, bound, retry).await;
         let released = match (prior, outcome) {
             (Some(reason), _) => Released::Lost(reason),

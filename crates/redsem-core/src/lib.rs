@@ -6,6 +6,7 @@ mod backend;
 mod background;
 mod backoff;
 mod callbacks;
+mod clock;
 mod commands;
 mod driver;
 mod error;
@@ -26,6 +27,7 @@ mod single;
 mod time;
 
 pub use backend::{Arg, RedisBackend, Reply};
+pub use clock::Clock;
 pub use driver::background_stalls;
 pub use error::{
     AcquireLimit, BackendError, BackendErrorKind, LockError, LockKind, LostReason, NodeFailure,

@@ -67,7 +67,7 @@ impl<B: RedisBackend + 'static> Mutex<B> {
             key: prefixed(MUTEX_PREFIX, key.as_ref())?,
         };
         Ok(Mutex {
-            core: LockCore::new(SingleNode { commands, backend }, options),
+            core: LockCore::new(SingleNode::new(commands, backend), options),
         })
     }
 

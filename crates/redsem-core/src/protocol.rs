@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
+use crate::clock::Clock;
 use crate::driver::Job;
 use crate::error::{LockError, LockKind, LostReason};
 
@@ -35,6 +36,10 @@ pub(crate) trait Protocol: Send + Sync + fmt::Debug + 'static {
 
     /// The Redis key with its prefix.
     fn key(&self) -> &str;
+
+    /// The clock this lock's timers follow (its backend's, or for Redlock
+    /// the first node's).
+    fn clock(&self) -> &Clock;
 
     /// One acquire attempt started at `started`: `Some(valid_until)` when
     /// acquired, `None` when busy. An `Err` means the attempt may have
@@ -73,29 +78,36 @@ pub(crate) trait Protocol: Send + Sync + fmt::Debug + 'static {
 }
 
 /// How long, and how often, a failing release is retried.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct Retry {
     /// No try starts after this (the hold expires by itself then).
     pub(crate) until: Instant,
     /// Tries in all, the first included.
     pub(crate) tries: u32,
+    /// The clock `until` is on.
+    pub(crate) clock: Clock,
 }
 
 impl Retry {
     /// Until the hold would expire by itself, as often as the backoff
     /// allows: a guard's release.
-    pub(crate) fn until(until: Instant) -> Self {
+    pub(crate) fn until(clock: &Clock, until: Instant) -> Self {
         Retry {
             until,
             tries: u32::MAX,
+            clock: clock.clone(),
         }
     }
 
     /// A few tries: the clean-up of an attempt that may not even have
     /// reached Redis, which must not hammer a server that is down (what
     /// it may have taken expires by itself).
-    pub(crate) fn few(until: Instant) -> Self {
-        Retry { until, tries: 3 }
+    pub(crate) fn few(clock: &Clock, until: Instant) -> Self {
+        Retry {
+            until,
+            tries: 3,
+            clock: clock.clone(),
+        }
     }
 
     /// When to try again after the `failures`-th failed try (from 1), or
@@ -107,7 +119,8 @@ impl Retry {
         }
         let base = bound.min(Duration::from_millis(10));
         let wait = crate::backoff::after_failure(base, failures, crate::backoff::FAILURE_CAP);
-        Instant::now()
+        self.clock
+            .now()
             .checked_add(wait)
             .filter(|at| *at < self.until)
     }
@@ -115,7 +128,7 @@ impl Retry {
     /// `bound`, cut to the time left (at least 1 ms).
     pub(crate) fn bound(&self, bound: Duration) -> Duration {
         bound
-            .min(self.until.saturating_duration_since(Instant::now()))
+            .min(self.until.saturating_duration_since(self.clock.now()))
             .max(Duration::from_millis(1))
     }
 }
@@ -124,12 +137,12 @@ impl Retry {
 /// runs out by our clock, allowing for clock drift between client and
 /// server (`ttl / 100 + 2 ms`, as Redlock does), or `None` if it already
 /// has.
-pub(crate) fn validity(started: Instant, ttl_ms: u64) -> Option<Instant> {
+pub(crate) fn validity(clock: &Clock, started: Instant, ttl_ms: u64) -> Option<Instant> {
     let usable = Duration::from_millis(ttl_ms).checked_sub(drift(ttl_ms))?;
     let until = started
         .checked_add(usable)
         .unwrap_or_else(crate::time::far_future);
-    (Instant::now() < until).then_some(until)
+    (clock.now() < until).then_some(until)
 }
 
 /// The clock-drift allowance subtracted from every validity.
@@ -149,9 +162,10 @@ mod tests {
 
     #[test]
     fn validity_allows_for_drift_and_elapsed_time() {
-        let now = Instant::now();
-        let until = validity(now, 10_000).unwrap_or(now);
+        let clock = Clock::system();
+        let now = clock.now();
+        let until = validity(&clock, now, 10_000).unwrap_or(now);
         assert_eq!(until - now, Duration::from_millis(9_898));
-        assert_eq!(validity(now, 2), None);
+        assert_eq!(validity(&clock, now, 2), None);
     }
 }

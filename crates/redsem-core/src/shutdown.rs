@@ -83,7 +83,7 @@ pub async fn flush(timeout: Duration) -> bool {
         }
         Some(deadline) => {
             let drained = std::pin::pin!(drained);
-            let timer = std::pin::pin!(sleep_until(deadline));
+            let timer = std::pin::pin!(sleep_until(&crate::Clock::system(), deadline));
             matches!(
                 futures::future::select(drained, timer).await,
                 futures::future::Either::Left(_)

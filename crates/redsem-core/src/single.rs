@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 
 use crate::backend::RedisBackend;
+use crate::clock::Clock;
 use crate::commands::Commands;
 use crate::error::{BackendError, LockError, LockKind, LostReason};
 use crate::protocol::{validity, Leftover, Protocol, Refreshed, Retry};
@@ -15,6 +16,18 @@ use crate::time::{bounded_call, sleep_until};
 pub(crate) struct SingleNode<C, B> {
     pub(crate) commands: C,
     pub(crate) backend: B,
+    pub(crate) clock: Clock,
+}
+
+impl<C, B: RedisBackend> SingleNode<C, B> {
+    pub(crate) fn new(commands: C, backend: B) -> Self {
+        let clock = backend.clock();
+        SingleNode {
+            commands,
+            backend,
+            clock,
+        }
+    }
 }
 
 impl<C: Commands, B> SingleNode<C, B> {
@@ -38,6 +51,10 @@ impl<C: Commands, B: RedisBackend + 'static> Protocol for SingleNode<C, B> {
         self.commands.key()
     }
 
+    fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
     async fn acquire(
         &self,
         id: &str,
@@ -46,12 +63,13 @@ impl<C: Commands, B: RedisBackend + 'static> Protocol for SingleNode<C, B> {
         bound: Duration,
     ) -> (Result<Option<Instant>, LockError>, Leftover) {
         let call = self.commands.acquire(&self.backend, id, ttl_ms);
-        let result = match bounded_call(bound, call).await {
+        let clock = &self.clock;
+        let result = match bounded_call(clock, bound, call).await {
             // Acquired, but so late that no validity is left: it may be
             // gone already, so the caller treats it as failed and cleans up.
-            Ok(true) => validity(started, ttl_ms)
+            Ok(true) => validity(clock, started, ttl_ms)
                 .map(Some)
-                .ok_or_else(|| self.error("acquire", too_slow(started))),
+                .ok_or_else(|| self.error("acquire", too_slow(clock, started))),
             Ok(false) => Ok(None),
             Err(e) => Err(self.error("acquire", e)),
         };
@@ -66,10 +84,11 @@ impl<C: Commands, B: RedisBackend + 'static> Protocol for SingleNode<C, B> {
         bound: Duration,
     ) -> (Result<Refreshed, LockError>, Leftover) {
         let call = self.commands.refresh(&self.backend, id, ttl_ms);
-        let result = match bounded_call(bound, call).await {
-            Ok(true) => match validity(started, ttl_ms) {
+        let clock = &self.clock;
+        let result = match bounded_call(clock, bound, call).await {
+            Ok(true) => match validity(clock, started, ttl_ms) {
                 Some(valid_until) => Ok(Refreshed::Extended { valid_until }),
-                None => Err(self.error("refresh", too_slow(started))),
+                None => Err(self.error("refresh", too_slow(clock, started))),
             },
             Ok(false) => Ok(Refreshed::Lost(LostReason::Gone)),
             Err(e) => Err(self.error("refresh", e)),
@@ -79,7 +98,9 @@ impl<C: Commands, B: RedisBackend + 'static> Protocol for SingleNode<C, B> {
 
     async fn foreign_data(&self, bound: Duration) -> Option<String> {
         let check = self.commands.foreign_data(&self.backend);
-        let found = crate::time::within(bound, check).await.ok()??;
+        let found = crate::time::within(&self.clock, bound, check)
+            .await
+            .ok()??;
         Some(format!("the key holds a {found}, not a lock"))
     }
 
@@ -92,14 +113,14 @@ impl<C: Commands, B: RedisBackend + 'static> Protocol for SingleNode<C, B> {
         let mut failures = 0;
         loop {
             let call = self.commands.release(&self.backend, id);
-            match bounded_call(retry.bound(bound), call).await {
+            match bounded_call(&self.clock, retry.bound(bound), call).await {
                 // After a failed call that may have run, "not there" most
                 // likely means that call removed it: not a loss.
                 Ok(released) => return (Ok(released || failures > 0), None),
                 Err(e) => {
                     failures += 1;
                     match retry.next_try(failures, bound) {
-                        Some(at) if e.is_retryable() => sleep_until(at).await,
+                        Some(at) if e.is_retryable() => sleep_until(&self.clock, at).await,
                         _ => return (Err(self.error("release", e)), None),
                     }
                 }
@@ -109,12 +130,12 @@ impl<C: Commands, B: RedisBackend + 'static> Protocol for SingleNode<C, B> {
 }
 
 /// The error for a call answered after its hold's validity ran out.
-pub(crate) fn too_slow(started: Instant) -> BackendError {
+pub(crate) fn too_slow(clock: &Clock, started: Instant) -> BackendError {
     BackendError::new(
         crate::BackendErrorKind::Timeout,
         format!(
-            "the answer took {:?}, longer than the lock timeout less the clock-drift allowance",
-            started.elapsed()
+            "the answer took {:?}, leaving too little of the lock timeout",
+            clock.now().saturating_duration_since(started)
         ),
     )
 }

@@ -14,29 +14,29 @@ use futures::FutureExt;
 
 use crate::error::{BackendError, BackendErrorKind};
 
+use crate::clock::Clock;
 use crate::driver::{driver, Fire, TimerKey};
 
-/// A future that completes at `deadline`.
+/// A future that completes at `deadline` on its clock.
 pub(crate) struct Sleep {
+    clock: Clock,
     deadline: Instant,
     key: Option<TimerKey>,
 }
 
-/// Completes at `deadline`.
-pub(crate) fn sleep_until(deadline: Instant) -> Sleep {
+/// Completes at `deadline` on `clock`.
+pub(crate) fn sleep_until(clock: &Clock, deadline: Instant) -> Sleep {
     Sleep {
+        clock: clock.clone(),
         deadline,
         key: None,
     }
 }
 
-/// Completes after `duration`.
-pub(crate) fn sleep(duration: Duration) -> Sleep {
-    sleep_until(
-        Instant::now()
-            .checked_add(duration)
-            .unwrap_or_else(far_future),
-    )
+/// Completes after `duration` on `clock`.
+pub(crate) fn sleep(clock: &Clock, duration: Duration) -> Sleep {
+    let deadline = clock.now().checked_add(duration).unwrap_or_else(far_future);
+    sleep_until(clock, deadline)
 }
 
 /// An instant so far ahead that it never comes in practice.
@@ -49,7 +49,7 @@ impl Future for Sleep {
     type Output = ();
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if Instant::now() >= self.deadline {
+        if self.clock.now() >= self.deadline {
             self.key = None;
             return Poll::Ready(());
         }
@@ -66,7 +66,8 @@ impl Future for Sleep {
                 Poll::Ready(())
             }
             None => {
-                self.key = Some(driver.add_timer(self.deadline, Fire::Wake(cx.waker().clone())));
+                let fire = Fire::Wake(cx.waker().clone());
+                self.key = Some(driver.add_timer(&self.clock, self.deadline, fire));
                 Poll::Pending
             }
         }
@@ -81,11 +82,15 @@ impl Drop for Sleep {
     }
 }
 
-/// The output of `fut`, or `Err(Elapsed)` when `bound` passes first (the
-/// future is then dropped).
-pub(crate) async fn within<F: Future>(bound: Duration, fut: F) -> Result<F::Output, Elapsed> {
+/// The output of `fut`, or `Err(Elapsed)` when `bound` passes first on
+/// `clock` (the future is then dropped).
+pub(crate) async fn within<F: Future>(
+    clock: &Clock,
+    bound: Duration,
+    fut: F,
+) -> Result<F::Output, Elapsed> {
     let fut = std::pin::pin!(fut);
-    match select(fut, sleep(bound)).await {
+    match select(fut, sleep(clock, bound)).await {
         Either::Left((out, _)) => Ok(out),
         Either::Right(((), _)) => Err(Elapsed),
     }
@@ -95,11 +100,15 @@ pub(crate) async fn within<F: Future>(bound: Duration, fut: F) -> Result<F::Outp
 /// first, or an error when the call panics. A backend whose client panics
 /// (for example a tokio client polled after its runtime shut down) must not
 /// take redsem's background thread, or the caller, down with it.
-pub(crate) async fn bounded_call<F, T>(bound: Duration, call: F) -> Result<T, BackendError>
+pub(crate) async fn bounded_call<F, T>(
+    clock: &Clock,
+    bound: Duration,
+    call: F,
+) -> Result<T, BackendError>
 where
     F: Future<Output = Result<T, BackendError>>,
 {
-    match within(bound, AssertUnwindSafe(call).catch_unwind()).await {
+    match within(clock, bound, AssertUnwindSafe(call).catch_unwind()).await {
         Ok(Ok(result)) => result,
         Ok(Err(panic)) => Err(BackendError::new(
             BackendErrorKind::Other,
@@ -129,7 +138,7 @@ mod tests {
     #[test]
     fn sleep_waits_about_the_duration() {
         let start = Instant::now();
-        futures::executor::block_on(sleep(Duration::from_millis(30)));
+        futures::executor::block_on(sleep(&Clock::system(), Duration::from_millis(30)));
         let took = start.elapsed();
         assert!(took >= Duration::from_millis(30), "{took:?}");
     }
@@ -137,17 +146,22 @@ mod tests {
     #[test]
     fn within_bounds_a_pending_future() {
         let out = futures::executor::block_on(within(
+            &Clock::system(),
             Duration::from_millis(20),
             futures::future::pending::<()>(),
         ));
         assert_eq!(out, Err(Elapsed));
-        let out = futures::executor::block_on(within(Duration::from_secs(5), async { 7 }));
+        let out =
+            futures::executor::block_on(within(&Clock::system(), Duration::from_secs(5), async {
+                7
+            }));
         assert_eq!(out, Ok(7));
     }
 
     #[test]
     fn bounded_call_turns_panics_and_timeouts_into_errors() {
-        let panicking = bounded_call(Duration::from_secs(1), async {
+        let clock = Clock::system();
+        let panicking = bounded_call(&clock, Duration::from_secs(1), async {
             if true {
                 panic!("client gone");
             }
@@ -157,6 +171,7 @@ mod tests {
         assert_eq!(err.kind(), BackendErrorKind::Other);
         assert!(err.message().contains("client gone"), "{err}");
         let hanging = bounded_call(
+            &clock,
             Duration::from_millis(10),
             futures::future::pending::<Result<(), _>>(),
         );
@@ -166,7 +181,8 @@ mod tests {
 
     #[test]
     fn many_concurrent_sleeps_all_complete() {
-        let sleeps = (0..200u64).map(|i| sleep(Duration::from_millis(i % 17)));
+        let clock = Clock::system();
+        let sleeps = (0..200u64).map(|i| sleep(&clock, Duration::from_millis(i % 17)));
         futures::executor::block_on(futures::future::join_all(sleeps));
     }
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use redsem_core::{Arg, BackendError, RedisBackend, Reply, Script};
+use redsem_core::{Arg, BackendError, Clock, RedisBackend, Reply, Script};
 
 use crate::commands::{self, Resp};
 use crate::node::Node;
@@ -34,9 +34,33 @@ impl MockBackend {
     /// A new node: no keys, an empty script cache, no faults, its clock at
     /// the current wall-clock time.
     pub fn new() -> Self {
+        MockBackend::with_clock(Clock::manual())
+    }
+
+    /// A new, empty node on `clock`: give several nodes one clock (a
+    /// Redlock's nodes, say) so one [`advance`](Self::advance) moves them
+    /// all.
+    ///
+    /// ```
+    /// use redsem_core::Clock;
+    /// use redsem_mock::MockBackend;
+    ///
+    /// let clock = Clock::manual();
+    /// let nodes: Vec<MockBackend> = (0..3).map(|_| MockBackend::with_clock(clock.clone())).collect();
+    /// let before = nodes[2].now_ms();
+    /// nodes[0].advance(std::time::Duration::from_secs(60));
+    /// assert!(nodes[2].now_ms() - before >= 60_000);
+    /// ```
+    pub fn with_clock(clock: Clock) -> Self {
         MockBackend {
-            node: Arc::new(Node::new()),
+            node: Arc::new(Node::new(clock)),
         }
+    }
+
+    /// The node's clock (shared by its clones and by nodes made
+    /// [`with_clock`](Self::with_clock) from it).
+    pub fn time(&self) -> Clock {
+        self.node.time.clone()
     }
 
     /// Whether `self` and `other` are handles to the same node.
@@ -53,10 +77,14 @@ impl MockBackend {
     }
 
     /// Moves the node's clock forward by `by`, so keys expire without the
-    /// test sleeping. A key with a TTL of `t` is gone once the clock has
-    /// moved `t` past the moment its TTL was set.
+    /// test sleeping, and so do redsem's own timers for locks on this node:
+    /// refresh ticks, loss detection, acquire retries and timeouts, call
+    /// bounds fire as they fall due, in order, and `advance` returns once
+    /// that work has settled (see [`Clock::advance`]). A key with a TTL of
+    /// `t` is gone once the clock has moved `t` past the moment its TTL was
+    /// set. Injected latency stays real time.
     pub fn advance(&self, by: Duration) {
-        self.node.lock().clock.advance(by);
+        self.node.time.advance(by);
     }
 
     /// Empties the script cache (`SCRIPT FLUSH`): the next `EVALSHA` of each
@@ -164,6 +192,10 @@ impl RedisBackend for MockBackend {
     /// This node's identity (its clones share it; every `new()` node has its
     /// own), so Redlock can tell two handles to one node apart from two
     /// nodes. Not a backend call: no faults, not counted.
+    fn clock(&self) -> Clock {
+        self.node.time.clone()
+    }
+
     async fn server_id(&self) -> Result<Option<String>, BackendError> {
         Ok(Some(format!("mock-node-{:p}", Arc::as_ptr(&self.node))))
     }

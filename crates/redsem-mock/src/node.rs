@@ -6,7 +6,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use redsem_core::{Arg, BackendError, BackendErrorKind, Reply, Script};
 
-use crate::clock::Clock;
+use crate::clock::EpochClock;
 use crate::data::Keyspace;
 use crate::faults::Faults;
 use crate::lua::Scripts;
@@ -34,7 +34,7 @@ pub(crate) struct State {
     /// The scripts loaded by `EVAL` (the script cache) and the Lua state
     /// that runs them.
     pub(crate) scripts: Scripts,
-    pub(crate) clock: Clock,
+    pub(crate) clock: EpochClock,
     pub(crate) faults: Faults,
     pub(crate) stats: Stats,
 }
@@ -70,19 +70,24 @@ fn no_script() -> BackendError {
 #[derive(Debug)]
 pub(crate) struct Node {
     state: Mutex<State>,
+    /// The time the node and redsem's timers for its locks follow; kept
+    /// outside the lock, because advancing it runs redsem's timers, which
+    /// call the node.
+    pub(crate) time: redsem_core::Clock,
 }
 
 impl Node {
-    pub(crate) fn new() -> Self {
+    pub(crate) fn new(time: redsem_core::Clock) -> Self {
         let state = State {
             data: Keyspace::default(),
             scripts: Scripts::default(),
-            clock: Clock::new(),
+            clock: EpochClock::new(time.clone()),
             faults: Faults::default(),
             stats: Stats::default(),
         };
         Node {
             state: Mutex::new(state),
+            time,
         }
     }
 

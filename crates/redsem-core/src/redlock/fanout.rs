@@ -3,7 +3,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::stream::{FuturesUnordered, StreamExt};
 
@@ -12,6 +12,7 @@ use crate::time::within;
 /// The least time stragglers get after an operation is decided.
 const GRACE_MIN: Duration = Duration::from_millis(2);
 
+use crate::clock::Clock;
 use crate::driver::Job;
 use crate::error::{BackendError, BackendErrorKind};
 use crate::time::bounded_call;
@@ -33,7 +34,7 @@ pub(crate) type Votes = Vec<Option<Vote>>;
 type Pending = FuturesUnordered<Pin<Box<dyn Future<Output = (usize, Vote)> + Send>>>;
 
 /// Calls still in flight when a fan-out was decided.
-pub(crate) struct Stragglers(Pending);
+pub(crate) struct Stragglers(Pending, Clock);
 
 impl Stragglers {
     /// A job that lets them finish and runs `then` with each answer (for
@@ -46,12 +47,12 @@ impl Stragglers {
         if self.0.is_empty() {
             return None;
         }
-        let mut pending = self.0;
+        let (mut pending, clock) = (self.0, self.1);
         Some(Box::pin(async move {
             let mut follow_ups = FuturesUnordered::new();
             while let Some((i, vote)) = pending.next().await {
                 if let Some(call) = then(i, vote) {
-                    follow_ups.push(bounded_call(bound, call));
+                    follow_ups.push(bounded_call(&clock, bound, call));
                 }
             }
             while follow_ups.next().await.is_some() {}
@@ -62,6 +63,7 @@ impl Stragglers {
 /// Runs each `Some` call (each bounded by `bound`) concurrently until
 /// `decided(&votes)` holds or all have answered.
 pub(crate) async fn fan_out(
+    clock: &Clock,
     calls: Vec<Option<Call>>,
     bound: Duration,
     decided: impl Fn(&Votes) -> bool,
@@ -72,13 +74,14 @@ pub(crate) async fn fan_out(
         .enumerate()
         .filter_map(|(i, call)| call.map(|c| (i, c)))
         .map(|(i, call)| {
+            let clock = clock.clone();
             let fut: Pin<Box<dyn Future<Output = (usize, Vote)> + Send>> =
-                Box::pin(async move { (i, vote(bound, call).await) });
+                Box::pin(async move { (i, vote(&clock, bound, call).await) });
             fut
         })
         .collect();
     let mut pending = pending;
-    let started = Instant::now();
+    let started = clock.now();
     while !decided(&votes) {
         match pending.next().await {
             Some((i, v)) => votes[i] = Some(v),
@@ -88,18 +91,22 @@ pub(crate) async fn fan_out(
     // Healthy nodes answer within moments of each other: give the others
     // as long as the decision took (at least GRACE_MIN), so only calls held
     // up on a slow or hung node are left behind.
-    let grace = started.elapsed().max(GRACE_MIN).min(bound);
-    let _ = within(grace, async {
+    let grace = clock
+        .now()
+        .saturating_duration_since(started)
+        .max(GRACE_MIN)
+        .min(bound);
+    let _ = within(clock, grace, async {
         while let Some((i, v)) = pending.next().await {
             votes[i] = Some(v);
         }
     })
     .await;
-    (votes, Stragglers(pending))
+    (votes, Stragglers(pending, clock.clone()))
 }
 
-async fn vote(bound: Duration, call: Call) -> Vote {
-    match bounded_call(bound, call).await {
+async fn vote(clock: &Clock, bound: Duration, call: Call) -> Vote {
+    match bounded_call(clock, bound, call).await {
         Ok(true) => Vote::Yes,
         Ok(false) => Vote::No,
         Err(e) if e.kind() == BackendErrorKind::Timeout => Vote::Failed(BackendError::new(

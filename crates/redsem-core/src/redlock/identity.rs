@@ -8,6 +8,7 @@ use std::time::Duration;
 use futures::future::join_all;
 
 use crate::backend::RedisBackend;
+use crate::clock::Clock;
 use crate::error::LockError;
 use crate::time::bounded_call;
 
@@ -45,6 +46,7 @@ impl NodeIdentities {
     /// server.
     pub(crate) async fn check<B: RedisBackend>(
         &self,
+        clock: &Clock,
         nodes: &[B],
         answered: &[usize],
         bound: Duration,
@@ -63,7 +65,7 @@ impl NodeIdentities {
         let answers = join_all(
             unknown
                 .iter()
-                .map(|&i| bounded_call(bound, nodes[i].server_id())),
+                .map(|&i| bounded_call(clock, bound, nodes[i].server_id())),
         )
         .await;
         let mut known = self.lock();

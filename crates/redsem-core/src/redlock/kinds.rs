@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use crate::api::lock_methods;
 use crate::backend::RedisBackend;
+use crate::clock::Clock;
 use crate::commands::{MutexCommands, SemaphoreCommands};
 use crate::error::{LockError, LockKind};
 use crate::keys::{prefixed, MUTEX_PREFIX};
@@ -88,6 +89,9 @@ impl<B: RedisBackend + 'static> RedlockMutex<B> {
         let protocol = Redlock {
             commands: Arc::new(commands),
             identities: NodeIdentities::new(nodes.len()),
+            clock: nodes
+                .first()
+                .map_or_else(Clock::system, RedisBackend::clock),
             nodes: Arc::new(nodes),
             kind: LockKind::RedlockMutex,
         };
@@ -139,6 +143,9 @@ impl<B: RedisBackend + 'static> RedlockSemaphore<B> {
         let protocol = Redlock {
             commands: Arc::new(commands),
             identities: NodeIdentities::new(nodes.len()),
+            clock: nodes
+                .first()
+                .map_or_else(Clock::system, RedisBackend::clock),
             nodes: Arc::new(nodes),
             kind: LockKind::RedlockSemaphore,
         };
@@ -204,6 +211,9 @@ impl<B: RedisBackend + 'static> RedlockMultiSemaphore<B> {
         let protocol = Redlock {
             commands: Arc::new(commands),
             identities: NodeIdentities::new(nodes.len()),
+            clock: nodes
+                .first()
+                .map_or_else(Clock::system, RedisBackend::clock),
             nodes: Arc::new(nodes),
             kind: LockKind::RedlockMultiSemaphore,
         };

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 
 use crate::backend::RedisBackend;
+use crate::clock::Clock;
 use crate::commands::Commands;
 use crate::driver::Job;
 use crate::error::{LockError, LockKind, LostReason, NodeFailure};
@@ -37,6 +38,8 @@ pub(crate) struct Redlock<C, B> {
     pub(crate) nodes: Arc<Vec<B>>,
     pub(crate) kind: LockKind,
     pub(crate) identities: NodeIdentities,
+    /// The first node's clock: every timer of the lock follows it.
+    pub(crate) clock: Clock,
 }
 
 /// What to run on a node.
@@ -109,11 +112,11 @@ async fn release_until<C: Commands, B: RedisBackend + 'static>(
         let Some(at) = retry.next_try(failures, bound) else {
             return votes;
         };
-        sleep_until(at).await;
+        sleep_until(&retry.clock, at).await;
         let again = calls(&commands, &nodes, &Op::Release(id.clone()), |i| {
             failed.contains(&i)
         });
-        let (answers, _) = fan_out(again, retry.bound(bound), |_| false).await;
+        let (answers, _) = fan_out(&retry.clock, again, retry.bound(bound), |_| false).await;
         for (i, answer) in answers.into_iter().enumerate() {
             // A retried node's "not there" most likely means the failed
             // call removed it: it counts as released, not as lost.
@@ -192,9 +195,10 @@ impl<C: Commands, B: RedisBackend + 'static> Redlock<C, B> {
             },
             bound,
         );
+        let clock = self.clock.clone();
         let now: Option<Job> = now.iter().any(Option::is_some).then(|| {
             let job: Job = Box::pin(async move {
-                fan_out(now, bound, |_| false).await;
+                fan_out(&clock, now, bound, |_| false).await;
             });
             job
         });
@@ -212,6 +216,10 @@ impl<C: Commands, B: RedisBackend + 'static> Protocol for Redlock<C, B> {
         self.commands.key()
     }
 
+    fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
     async fn acquire(
         &self,
         id: &str,
@@ -222,7 +230,8 @@ impl<C: Commands, B: RedisBackend + 'static> Protocol for Redlock<C, B> {
         let (q, spare) = (self.quorum(), self.spare());
         let id: Arc<str> = id.into();
         let all = self.calls(&Op::Acquire(id.clone(), ttl_ms), |_| true);
-        let (votes, stragglers) = fan_out(all, bound, |v| {
+        let clock = &self.clock;
+        let (votes, stragglers) = fan_out(clock, all, bound, |v| {
             let t = Tally::of(v);
             t.yes >= q || t.no + t.failed > spare
         })
@@ -231,12 +240,16 @@ impl<C: Commands, B: RedisBackend + 'static> Protocol for Redlock<C, B> {
         let answered: Vec<usize> = (0..votes.len())
             .filter(|&i| matches!(votes[i], Some(Vote::Yes | Vote::No)))
             .collect();
-        if let Err(e) = self.identities.check(&self.nodes, &answered, bound).await {
+        if let Err(e) = self
+            .identities
+            .check(clock, &self.nodes, &answered, bound)
+            .await
+        {
             return (Err(e), self.undo(&id, &votes, stragglers, bound));
         }
         let t = Tally::of(&votes);
         if t.yes >= q {
-            if let Some(until) = validity(started, ttl_ms) {
+            if let Some(until) = validity(clock, started, ttl_ms) {
                 return (Ok(Some(until)), stragglers.finish(|_, _| None, bound));
             }
         }
@@ -247,7 +260,7 @@ impl<C: Commands, B: RedisBackend + 'static> Protocol for Redlock<C, B> {
                 kind: self.kind,
                 key: self.commands.key().to_owned(),
                 operation: "acquire",
-                source: too_slow(started),
+                source: too_slow(clock, started),
             })
         } else if t.no > spare {
             Ok(None) // busy
@@ -267,19 +280,20 @@ impl<C: Commands, B: RedisBackend + 'static> Protocol for Redlock<C, B> {
         let (q, spare) = (self.quorum(), self.spare());
         let id: Arc<str> = id.into();
         let all = self.calls(&Op::Refresh(id.clone(), ttl_ms), |_| true);
-        let (votes, stragglers) = fan_out(all, bound, |v| {
+        let clock = &self.clock;
+        let (votes, stragglers) = fan_out(clock, all, bound, |v| {
             let t = Tally::of(v);
             t.yes >= q || t.no + t.failed > spare
         })
         .await;
         let t = Tally::of(&votes);
         if t.yes >= q {
-            let Some(valid_until) = validity(started, ttl_ms) else {
+            let Some(valid_until) = validity(clock, started, ttl_ms) else {
                 let err = LockError::Backend {
                     kind: self.kind,
                     key: self.commands.key().to_owned(),
                     operation: "refresh",
-                    source: too_slow(started),
+                    source: too_slow(clock, started),
                 };
                 return (Err(err), stragglers.finish(|_, _| None, bound));
             };
@@ -290,7 +304,7 @@ impl<C: Commands, B: RedisBackend + 'static> Protocol for Redlock<C, B> {
             let acquire = Op::Acquire(id.clone(), ttl_ms);
             let refill = self.calls(&acquire, |i| matches!(votes[i], Some(Vote::No)));
             if refill.iter().any(Option::is_some) {
-                fan_out(refill, bound, |_| false).await;
+                fan_out(clock, refill, bound, |_| false).await;
             }
             let leftover = stragglers.finish(|_, _| None, bound);
             return (Ok(Refreshed::Extended { valid_until }), leftover);
@@ -313,7 +327,7 @@ impl<C: Commands, B: RedisBackend + 'static> Protocol for Redlock<C, B> {
         let checks = self
             .nodes
             .iter()
-            .map(|node| crate::time::within(bound, self.commands.foreign_data(node)));
+            .map(|node| crate::time::within(&self.clock, bound, self.commands.foreign_data(node)));
         let found = futures::future::join_all(checks).await;
         let nodes: Vec<String> = found
             .into_iter()
@@ -337,10 +351,21 @@ impl<C: Commands, B: RedisBackend + 'static> Protocol for Redlock<C, B> {
             t.yes >= q || t.no > spare
         };
         let all = self.calls(&Op::Release(id.clone()), |_| true);
-        let (votes, stragglers) =
-            fan_out(all, bound, |v| decided(v) || v.iter().all(Option::is_some)).await;
+        let (votes, stragglers) = fan_out(&self.clock, all, bound, |v| {
+            decided(v) || v.iter().all(Option::is_some)
+        })
+        .await;
         let (commands, nodes) = (self.commands.clone(), self.nodes.clone());
-        let votes = release_until(commands, nodes, id.clone(), votes, bound, retry, decided).await;
+        let votes = release_until(
+            commands,
+            nodes,
+            id.clone(),
+            votes,
+            bound,
+            retry.clone(),
+            decided,
+        )
+        .await;
         let t = Tally::of(&votes);
         // Nodes that failed are retried, and stragglers finished, in the
         // background until the hold would expire anyway.
