@@ -300,6 +300,7 @@ async fn take_over(
             options.lock_timeout_ms,
             started,
             options.command_timeout,
+            Arc::new(|| true),
         )
         .await;
     // Always a fixed identifier: the undo of a failed takeover finishes

@@ -127,6 +127,17 @@ impl Hold {
         self.core.protocol.clock()
     }
 
+    /// Whether this hold is still held, for work that outlives a refresh.
+    fn still_held(self: &Arc<Self>) -> crate::protocol::StillHeld {
+        let hold = Arc::downgrade(self);
+        Arc::new(move || {
+            hold.upgrade().is_some_and(|h| {
+                let st = h.lock();
+                st.phase == Phase::Held && st.lost.is_none()
+            })
+        })
+    }
+
     fn lock(&self) -> MutexGuard<'_, HoldState> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -208,7 +219,13 @@ impl Hold {
         let (outcome, leftover) = self
             .core
             .protocol
-            .refresh(&self.id, options.lock_timeout_ms, now, bound)
+            .refresh(
+                &self.id,
+                options.lock_timeout_ms,
+                now,
+                bound,
+                self.still_held(),
+            )
             .await;
         {
             let mut st = self.lock();

@@ -53,13 +53,16 @@ pub(crate) trait Protocol: Send + Sync + fmt::Debug + 'static {
     ) -> (Result<Option<Instant>, LockError>, Leftover);
 
     /// Extends a hold. `Err` means the outcome is unknown (the hold may still
-    /// be there): it is never a "no".
+    /// be there): it is never a "no". A node that answers "not held" after
+    /// the call returned is given the hold back only while `still_held()`,
+    /// checked right before sending, so no re-fill follows a release.
     async fn refresh(
         &self,
         id: &str,
         ttl_ms: u64,
         started: Instant,
         bound: Duration,
+        still_held: StillHeld,
     ) -> (Result<Refreshed, LockError>, Leftover);
 
     /// Why a lock that stayed busy may never be free: a node whose key holds
@@ -76,6 +79,9 @@ pub(crate) trait Protocol: Send + Sync + fmt::Debug + 'static {
         retry: Retry,
     ) -> (Result<bool, LockError>, Leftover);
 }
+
+/// Whether a hold is still held (not released, not lost).
+pub(crate) type StillHeld = std::sync::Arc<dyn Fn() -> bool + Send + Sync>;
 
 /// How long, and how often, a failing release is retried.
 #[derive(Debug, Clone)]

@@ -8,7 +8,7 @@ use crate::backend::RedisBackend;
 use crate::clock::Clock;
 use crate::commands::Commands;
 use crate::error::{BackendError, LockError, LockKind, LostReason};
-use crate::protocol::{validity, Leftover, Protocol, Refreshed, Retry};
+use crate::protocol::{validity, Leftover, Protocol, Refreshed, Retry, StillHeld};
 use crate::time::{bounded_call, sleep_until};
 
 /// `C`'s commands on one backend.
@@ -82,6 +82,7 @@ impl<C: Commands, B: RedisBackend + 'static> Protocol for SingleNode<C, B> {
         ttl_ms: u64,
         started: Instant,
         bound: Duration,
+        _still_held: StillHeld,
     ) -> (Result<Refreshed, LockError>, Leftover) {
         let call = self.commands.refresh(&self.backend, id, ttl_ms);
         let clock = &self.clock;

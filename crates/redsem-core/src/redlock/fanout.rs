@@ -125,11 +125,16 @@ pub(crate) struct Tally {
     pub(crate) failed: usize,
     /// Failures that retrying cannot fix (a permission or type error).
     pub(crate) fatal: usize,
+    /// Nodes called that have not answered yet.
+    pub(crate) pending: usize,
 }
 
 impl Tally {
     pub(crate) fn of(votes: &Votes) -> Tally {
-        let mut t = Tally::default();
+        let mut t = Tally {
+            pending: votes.iter().filter(|v| v.is_none()).count(),
+            ..Tally::default()
+        };
         for vote in votes.iter().flatten() {
             match vote {
                 Vote::Yes => t.yes += 1,

@@ -16,7 +16,7 @@ use crate::clock::Clock;
 use crate::commands::Commands;
 use crate::driver::Job;
 use crate::error::{LockError, LockKind, LostReason, NodeFailure};
-use crate::protocol::{validity, Leftover, Protocol, Refreshed, Retry};
+use crate::protocol::{validity, Leftover, Protocol, Refreshed, Retry, StillHeld};
 use crate::redlock::fanout::{fan_out, Call, Tally, Vote, Votes};
 use crate::redlock::identity::NodeIdentities;
 use crate::single::too_slow;
@@ -233,7 +233,12 @@ impl<C: Commands, B: RedisBackend + 'static> Protocol for Redlock<C, B> {
         let clock = &self.clock;
         let (votes, stragglers) = fan_out(clock, all, bound, |v| {
             let t = Tally::of(v);
-            t.yes >= q || t.no + t.failed > spare
+            // Busy or unreachable for sure; a mix of "held" and failures
+            // waits for every answer, which may still tell them apart.
+            t.yes >= q
+                || t.no > spare
+                || t.failed > spare
+                || (t.no + t.failed > spare && t.pending == 0)
         })
         .await;
         // Two answers from one server would be a false quorum.
@@ -276,6 +281,7 @@ impl<C: Commands, B: RedisBackend + 'static> Protocol for Redlock<C, B> {
         ttl_ms: u64,
         started: Instant,
         bound: Duration,
+        still_held: StillHeld,
     ) -> (Result<Refreshed, LockError>, Leftover) {
         let (q, spare) = (self.quorum(), self.spare());
         let id: Arc<str> = id.into();
@@ -299,14 +305,31 @@ impl<C: Commands, B: RedisBackend + 'static> Protocol for Redlock<C, B> {
             };
             // Give the hold back to nodes that answered without it (a
             // restarted node). They answered, so this is quick; it is
-            // awaited so that no re-fill can land after a release.
-            // Stragglers only finish: a late re-fill could.
+            // awaited so that no re-fill can land after a release. A
+            // straggler that answers "not held" later is re-filled only
+            // while the hold is still held.
             let acquire = Op::Acquire(id.clone(), ttl_ms);
             let refill = self.calls(&acquire, |i| matches!(votes[i], Some(Vote::No)));
             if refill.iter().any(Option::is_some) {
                 fan_out(clock, refill, bound, |_| false).await;
             }
-            let leftover = stragglers.finish(|_, _| None, bound);
+            let (commands, nodes) = (self.commands.clone(), self.nodes.clone());
+            let leftover = stragglers.finish(
+                move |i, vote| {
+                    if !matches!(vote, Vote::No) {
+                        return None;
+                    }
+                    let refill = call(commands.clone(), nodes.clone(), i, acquire.clone());
+                    let still_held = still_held.clone();
+                    Some(Box::pin(async move {
+                        if !still_held() {
+                            return Ok(false);
+                        }
+                        refill.await
+                    }) as Call)
+                },
+                bound,
+            );
             return (Ok(Refreshed::Extended { valid_until }), leftover);
         }
         if t.no > spare {
