@@ -1,5 +1,6 @@
 //! [`Mutex`]: one holder at a time, on one Redis.
 
+use std::fmt;
 use std::sync::Arc;
 
 use crate::api::lock_methods;
@@ -38,7 +39,6 @@ use crate::single::SingleNode;
 /// # Ok::<(), redsem_core::LockError>(())
 /// # }).unwrap();
 /// ```
-#[derive(Debug)]
 pub struct Mutex<B> {
     core: Arc<LockCore<SingleNode<MutexCommands, B>>>,
 }
@@ -78,3 +78,25 @@ impl<B: RedisBackend + 'static> Mutex<B> {
 }
 
 lock_methods!(Mutex, RedisBackend + 'static);
+
+/// Shows what the mutex is: its key and options, not its backend or
+/// internal state (so `B` need not be `Debug`).
+///
+/// ```
+/// use redsem_core::Mutex;
+/// use redsem_mock::MockBackend;
+///
+/// let mutex = Mutex::new(MockBackend::new(), "jobs")?;
+/// let shown = format!("{mutex:?}");
+/// assert!(shown.starts_with(r#"Mutex { key: "mutex:jobs", options: LockOptions { lock_timeout: 10s,"#));
+/// assert!(!shown.contains("MockBackend"));
+/// # Ok::<(), redsem_core::LockError>(())
+/// ```
+impl<B> fmt::Debug for Mutex<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Mutex")
+            .field("key", &self.core.protocol.commands.key)
+            .field("options", &self.core.options)
+            .finish()
+    }
+}

@@ -1,6 +1,7 @@
 //! [`Semaphore`] (up to `limit` holders) and [`MultiSemaphore`] (holders
 //! taking several permits at once), sharing one sorted set per key.
 
+use std::fmt;
 use std::sync::Arc;
 
 use crate::api::lock_methods;
@@ -36,7 +37,6 @@ use crate::single::SingleNode;
 /// # Ok::<(), redsem_core::LockError>(())
 /// # }).unwrap();
 /// ```
-#[derive(Debug)]
 pub struct Semaphore<B> {
     core: Arc<LockCore<SingleNode<SemaphoreCommands, B>>>,
 }
@@ -103,7 +103,6 @@ lock_methods!(Semaphore, RedisBackend + 'static);
 /// # Ok::<(), redsem_core::LockError>(())
 /// # }).unwrap();
 /// ```
-#[derive(Debug)]
 pub struct MultiSemaphore<B> {
     core: Arc<LockCore<SingleNode<SemaphoreCommands, B>>>,
 }
@@ -255,4 +254,55 @@ fn check_member_safe(options: &LockOptions) -> Result<(), LockError> {
         ));
     }
     Ok(())
+}
+
+/// Shows what the semaphore is: its key, limit and options, not its
+/// backend or internal state (so `B` need not be `Debug`).
+///
+/// ```
+/// use redsem_core::Semaphore;
+/// use redsem_mock::MockBackend;
+///
+/// let pool = Semaphore::new(MockBackend::new(), "api", 5)?;
+/// let shown = format!("{pool:?}");
+/// assert!(shown.starts_with(r#"Semaphore { key: "semaphore:api", limit: 5, options: LockOptions {"#));
+/// assert!(!shown.contains("MockBackend"));
+/// # Ok::<(), redsem_core::LockError>(())
+/// ```
+impl<B> fmt::Debug for Semaphore<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let commands = &self.core.protocol.commands;
+        f.debug_struct("Semaphore")
+            .field("key", &commands.key)
+            .field("limit", &commands.limit)
+            .field("options", &self.core.options)
+            .finish()
+    }
+}
+
+/// Shows what the multi-semaphore is: its key, limit, permits and options,
+/// not its backend or internal state (so `B` need not be `Debug`).
+///
+/// ```
+/// use redsem_core::MultiSemaphore;
+/// use redsem_mock::MockBackend;
+///
+/// let gpu = MultiSemaphore::new(MockBackend::new(), "gpu", 8, 2)?;
+/// let shown = format!("{gpu:?}");
+/// assert!(shown.starts_with(
+///     r#"MultiSemaphore { key: "semaphore:gpu", limit: 8, permits: 2, options: LockOptions {"#
+/// ));
+/// assert!(!shown.contains("MockBackend"));
+/// # Ok::<(), redsem_core::LockError>(())
+/// ```
+impl<B> fmt::Debug for MultiSemaphore<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let commands = &self.core.protocol.commands;
+        f.debug_struct("MultiSemaphore")
+            .field("key", &commands.key)
+            .field("limit", &commands.limit)
+            .field("permits", &commands.permits)
+            .field("options", &self.core.options)
+            .finish()
+    }
 }

@@ -1,4 +1,5 @@
 #![doc = include_str!("../README.md")]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[cfg(not(any(feature = "tokio", feature = "smol")))]
 compile_error!("redsem-redis needs the `tokio` or the `smol` feature");
@@ -58,6 +59,7 @@ where
     /// captured by [`new`](Self::new). Use it when building the backend
     /// outside the runtime that owns the connection.
     #[cfg(feature = "tokio")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
     #[must_use]
     pub fn with_runtime(mut self, handle: tokio::runtime::Handle) -> Self {
         self.runtime = RuntimeContext::from_handle(handle);

@@ -1,5 +1,6 @@
 //! The public Redlock lock types.
 
+use std::fmt;
 use std::sync::Arc;
 
 use crate::api::lock_methods;
@@ -56,7 +57,6 @@ fn check(nodes: &[impl Sized], options: &LockOptions) -> Result<(), LockError> {
 /// # Ok::<(), redsem_core::LockError>(())
 /// # }).unwrap();
 /// ```
-#[derive(Debug)]
 pub struct RedlockMutex<B> {
     core: Arc<LockCore<Redlock<MutexCommands, B>>>,
 }
@@ -110,7 +110,6 @@ lock_methods!(RedlockMutex, RedisBackend + 'static);
 
 /// A counting semaphore over several independent Redis nodes (Redlock):
 /// held while a quorum of nodes have this holder among at most `limit`.
-#[derive(Debug)]
 pub struct RedlockSemaphore<B> {
     core: Arc<LockCore<Redlock<SemaphoreCommands, B>>>,
 }
@@ -168,7 +167,6 @@ impl<B: RedisBackend + 'static> RedlockSemaphore<B> {
 lock_methods!(RedlockSemaphore, RedisBackend + 'static);
 
 /// A multi-permit semaphore over several independent Redis nodes (Redlock).
-#[derive(Debug)]
 pub struct RedlockMultiSemaphore<B> {
     core: Arc<LockCore<Redlock<SemaphoreCommands, B>>>,
 }
@@ -239,3 +237,89 @@ impl<B: RedisBackend + 'static> RedlockMultiSemaphore<B> {
 }
 
 lock_methods!(RedlockMultiSemaphore, RedisBackend + 'static);
+
+/// Shows what the Redlock mutex is: its key, the number of nodes and the
+/// options, not the nodes themselves or internal state (so `B` need not be
+/// `Debug`).
+///
+/// ```
+/// use redsem_core::RedlockMutex;
+/// use redsem_mock::MockBackend;
+///
+/// let nodes = vec![MockBackend::new(), MockBackend::new(), MockBackend::new()];
+/// let mutex = RedlockMutex::new(nodes, "migrations")?;
+/// let shown = format!("{mutex:?}");
+/// assert!(shown.starts_with(
+///     r#"RedlockMutex { key: "mutex:migrations", nodes: 3, options: LockOptions {"#
+/// ));
+/// assert!(!shown.contains("MockBackend"));
+/// # Ok::<(), redsem_core::LockError>(())
+/// ```
+impl<B> fmt::Debug for RedlockMutex<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedlockMutex")
+            .field("key", &self.core.protocol.commands.key)
+            .field("nodes", &self.core.protocol.nodes.len())
+            .field("options", &self.core.options)
+            .finish()
+    }
+}
+
+/// Shows what the Redlock semaphore is: its key, limit, number of nodes and
+/// options, not the nodes themselves or internal state (so `B` need not be
+/// `Debug`).
+///
+/// ```
+/// use redsem_core::RedlockSemaphore;
+/// use redsem_mock::MockBackend;
+///
+/// let nodes = vec![MockBackend::new(), MockBackend::new(), MockBackend::new()];
+/// let pool = RedlockSemaphore::new(nodes, "api", 5)?;
+/// let shown = format!("{pool:?}");
+/// assert!(shown.starts_with(
+///     r#"RedlockSemaphore { key: "semaphore:api", limit: 5, nodes: 3, options: LockOptions {"#
+/// ));
+/// assert!(!shown.contains("MockBackend"));
+/// # Ok::<(), redsem_core::LockError>(())
+/// ```
+impl<B> fmt::Debug for RedlockSemaphore<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let commands = &self.core.protocol.commands;
+        f.debug_struct("RedlockSemaphore")
+            .field("key", &commands.key)
+            .field("limit", &commands.limit)
+            .field("nodes", &self.core.protocol.nodes.len())
+            .field("options", &self.core.options)
+            .finish()
+    }
+}
+
+/// Shows what the Redlock multi-semaphore is: its key, limit, permits,
+/// number of nodes and options, not the nodes themselves or internal state
+/// (so `B` need not be `Debug`).
+///
+/// ```
+/// use redsem_core::RedlockMultiSemaphore;
+/// use redsem_mock::MockBackend;
+///
+/// let nodes = vec![MockBackend::new(), MockBackend::new(), MockBackend::new()];
+/// let gpu = RedlockMultiSemaphore::new(nodes, "gpu", 8, 2)?;
+/// let shown = format!("{gpu:?}");
+/// assert!(shown.starts_with(
+///     r#"RedlockMultiSemaphore { key: "semaphore:gpu", limit: 8, permits: 2, nodes: 3, options: LockOptions {"#
+/// ));
+/// assert!(!shown.contains("MockBackend"));
+/// # Ok::<(), redsem_core::LockError>(())
+/// ```
+impl<B> fmt::Debug for RedlockMultiSemaphore<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let commands = &self.core.protocol.commands;
+        f.debug_struct("RedlockMultiSemaphore")
+            .field("key", &commands.key)
+            .field("limit", &commands.limit)
+            .field("permits", &commands.permits)
+            .field("nodes", &self.core.protocol.nodes.len())
+            .field("options", &self.core.options)
+            .finish()
+    }
+}
