@@ -327,3 +327,34 @@ fn lost_resolves_after_many_abandoned_waits() {
         );
     });
 }
+
+/// 7.11: a `lost()` future that is polled and dropped leaves no waker
+/// behind (before: every distinct waker ever polled was kept until the
+/// guard died, a leak for a long-lived guard polled from many tasks).
+#[test]
+fn lost_keeps_no_waker_of_a_dropped_wait() {
+    use std::task::{Context, Wake, Waker};
+
+    struct Noop;
+    impl Wake for Noop {
+        fn wake(self: Arc<Self>) {}
+    }
+
+    block_on(async {
+        let guard = Mutex::new(MockBackend::new(), "wakers")
+            .unwrap()
+            .acquire()
+            .await
+            .unwrap();
+        let wakers: Vec<Arc<Noop>> = (0..100).map(|_| Arc::new(Noop)).collect();
+        for w in &wakers {
+            let waker = Waker::from(w.clone());
+            let mut cx = Context::from_waker(&waker);
+            let fut = std::pin::pin!(guard.lost());
+            assert!(futures::FutureExt::poll_unpin(&mut Box::pin(fut), &mut cx).is_pending());
+        }
+        let kept = wakers.iter().filter(|w| Arc::strong_count(w) > 1).count();
+        assert_eq!(kept, 0, "{kept} wakers kept by dropped lost() futures");
+        guard.release().await.unwrap();
+    });
+}
