@@ -332,6 +332,19 @@ fn is_retryable(err: &LockError) -> bool {
     }
 }
 
+/// Who holds the lock, per node.
+pub(crate) async fn inspect(core: &DynCore) -> crate::Inspection {
+    let options = &core.options;
+    let nodes = core
+        .protocol
+        .inspect(options.lock_timeout_ms, options.command_timeout)
+        .await;
+    crate::Inspection {
+        key: core.protocol.key().to_owned(),
+        nodes,
+    }
+}
+
 /// Acquires, waiting as the options allow.
 pub(crate) async fn acquire_wait(core: &Arc<DynCore>) -> Result<LockGuard, LockError> {
     match acquire(core, Mode::Wait).await? {
