@@ -74,6 +74,25 @@ macro_rules! lock_methods {
                 crate::acquire::with_lock(&self.dyn_core(), work).await
             }
 
+            /// As [`with_lock`](Self::with_lock), and `work` gets a
+            /// [`LockStatus`](crate::LockStatus) of the hold, to check that
+            /// it is still held or how long it is valid.
+            ///
+            /// # Errors
+            ///
+            /// As [`with_lock`](Self::with_lock).
+            ///
+            /// # Cancel safety
+            ///
+            /// As [`with_lock`](Self::with_lock).
+            pub async fn with_lock_status<F, Fut, T>(&self, work: F) -> Result<T, crate::LockError>
+            where
+                F: FnOnce(crate::LockStatus) -> Fut,
+                Fut: std::future::Future<Output = T>,
+            {
+                crate::acquire::with_lock_status(&self.dyn_core(), work).await
+            }
+
             /// Who holds the lock: per node, each holder's identifier,
             /// permits and time to expiry (see [`Lock::inspect`](crate::Lock::inspect)).
             ///

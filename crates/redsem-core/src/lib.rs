@@ -34,7 +34,7 @@ pub use driver::background_stalls;
 pub use error::{
     AcquireLimit, BackendError, BackendErrorKind, LockError, LockKind, LostReason, NodeFailure,
 };
-pub use guard::LockGuard;
+pub use guard::{LockGuard, LockStatus};
 pub use inspect::{Holder, Inspection, NodeInspection};
 pub use keys::{companion_key, MUTEX_PREFIX, SEMAPHORE_PREFIX};
 pub use lock::Lock;
