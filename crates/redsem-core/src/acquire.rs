@@ -6,7 +6,7 @@ use std::pin::pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::Poll;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures::future::{select, Either};
 
@@ -17,6 +17,7 @@ use crate::fixed_id::{FixedIdClaim, Owner};
 use crate::guard::LockGuard;
 use crate::hold::{finish, Hold};
 use crate::lock_core::DynCore;
+use crate::observe;
 use crate::options::Identity;
 use crate::protocol::{Leftover, Refreshed, Retry};
 use crate::shutdown::spawn_cleanup;
@@ -128,7 +129,8 @@ pub(crate) async fn acquire(
     driver().map_err(|message| LockError::Background { message })?;
     let options = &core.options;
     let clock = core.protocol.clock();
-    let deadline = clock.now().checked_add(options.acquire_timeout);
+    let begun = clock.now();
+    let deadline = begun.checked_add(options.acquire_timeout);
     let mut claim = claim(core, deadline).await?;
     let fixed = matches!(options.identity, Identity::Fixed(_));
     let ttl = options.lock_timeout_ms;
@@ -166,7 +168,10 @@ pub(crate) async fn acquire(
                 if let Some(job) = leftover {
                     spawn_cleanup(job);
                 }
-                let hold = Hold::start(core.clone(), id, started, valid_until, claim.take());
+                let waited = clock.now().saturating_duration_since(begun);
+                observe::acquired(core.protocol.kind(), core.protocol.key(), attempts, waited);
+                let stats = (attempts, waited);
+                let hold = Hold::start(core.clone(), id, started, valid_until, claim.take(), stats);
                 return Ok(Some(LockGuard::new(hold)));
             }
             Ok(None) => {
@@ -309,7 +314,14 @@ async fn take_over(
     match refreshed? {
         Refreshed::Extended { valid_until } => {
             core.external_pending.store(false, Ordering::Release);
-            let hold = Hold::start(core.clone(), id, started, valid_until, claim);
+            let hold = Hold::start(
+                core.clone(),
+                id,
+                started,
+                valid_until,
+                claim,
+                (1, Duration::ZERO),
+            );
             Ok(Some(LockGuard::new(hold)))
         }
         Refreshed::Lost(_) if mode == Mode::Try => Ok(None),
@@ -371,12 +383,17 @@ pub(crate) async fn inspect(core: &DynCore) -> crate::Inspection {
 
 /// Acquires, waiting as the options allow.
 pub(crate) async fn acquire_wait(core: &Arc<DynCore>) -> Result<LockGuard, LockError> {
-    match acquire(core, Mode::Wait).await? {
-        Some(guard) => Ok(guard),
+    let result = match acquire(core, Mode::Wait).await {
+        Ok(Some(guard)) => Ok(guard),
         // Mode::Wait ends with a guard or an error; this is its last attempt's
         // "busy" seen as the limit it is.
-        None => Err(core.timeout_error(AcquireLimit::Attempts(1), 1, 0, None)),
+        Ok(None) => Err(core.timeout_error(AcquireLimit::Attempts(1), 1, 0, None)),
+        Err(e) => Err(e),
+    };
+    if let Err(e) = &result {
+        observe::acquire_gave_up(core.protocol.kind(), core.protocol.key(), e);
     }
+    result
 }
 
 /// Runs `work` while holding the lock; drops it with the loss error if the

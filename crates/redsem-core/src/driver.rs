@@ -170,6 +170,7 @@ fn watch(driver: std::sync::Weak<Driver>) {
         {
             reported = since;
             STALLS.fetch_add(1, Ordering::Relaxed);
+            crate::observe::stalled(Duration::from_nanos(now.saturating_sub(since)));
             eprintln!(
                 "redsem: the background thread has been blocked for over {STALL_AFTER:?} by a \
                  backend call or job; refreshes of every lock in this process are delayed. \

@@ -61,6 +61,29 @@ impl LockGuard {
         self.hold.is_acquired()
     }
 
+    /// How many attempts the acquire that returned this guard made.
+    ///
+    /// ```
+    /// # use redsem_core::Mutex;
+    /// # use redsem_mock::MockBackend;
+    /// # futures::executor::block_on(async {
+    /// let guard = Mutex::new(MockBackend::new(), "jobs")?.acquire().await?;
+    /// assert_eq!(guard.attempts(), 1);
+    /// assert!(guard.waited() < std::time::Duration::from_secs(1));
+    /// # guard.release().await?;
+    /// # Ok::<(), redsem_core::LockError>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn attempts(&self) -> u32 {
+        self.hold.attempts
+    }
+
+    /// How long the acquire that returned this guard waited, from its
+    /// start to the attempt that succeeded.
+    pub fn waited(&self) -> std::time::Duration {
+        self.hold.waited
+    }
+
     /// When the last confirmed acquire or refresh runs out, measured from
     /// when that call was sent (so it errs early, never late).
     pub fn valid_until(&self) -> Instant {

@@ -31,6 +31,7 @@ use crate::driver::{driver, Fire, TimerKey};
 use crate::error::{LockError, LostReason};
 use crate::fixed_id::FixedIdClaim;
 use crate::lock_core::DynCore;
+use crate::observe;
 use crate::protocol::{Leftover, Refreshed, Retry};
 use crate::shutdown::spawn_cleanup;
 
@@ -63,6 +64,9 @@ pub(crate) struct Hold {
     pub(crate) core: Arc<DynCore>,
     pub(crate) id: String,
     acquired_at: Instant,
+    /// How the acquire went: attempts made, time waited.
+    pub(crate) attempts: u32,
+    pub(crate) waited: Duration,
     gate: futures::lock::Mutex<()>,
     state: Mutex<HoldState>,
 }
@@ -97,12 +101,15 @@ impl Hold {
         acquired_at: Instant,
         valid_until: Instant,
         claim: FixedIdClaim,
+        (attempts, waited): (u32, Duration),
     ) -> Arc<Hold> {
         let refreshing = core.options.refresh_interval.is_some();
         let hold = Arc::new(Hold {
             core,
             id,
             acquired_at,
+            attempts,
+            waited,
             gate: futures::lock::Mutex::new(()),
             state: Mutex::new(HoldState {
                 phase: Phase::Held,
@@ -125,6 +132,14 @@ impl Hold {
 
     fn clock(&self) -> &Clock {
         self.core.protocol.clock()
+    }
+
+    fn kind(&self) -> crate::LockKind {
+        self.core.protocol.kind()
+    }
+
+    fn key(&self) -> &str {
+        self.core.protocol.key()
     }
 
     /// Whether this hold is still held, for work that outlives a refresh.
@@ -232,6 +247,9 @@ impl Hold {
             match outcome {
                 Ok(Refreshed::Extended { valid_until }) => {
                     st.valid_until = st.valid_until.max(valid_until);
+                    if st.refresh_failures > 0 {
+                        observe::refresh_recovered(self.kind(), self.key(), st.refresh_failures);
+                    }
                     st.refresh_failures = 0;
                     st.last_error = None;
                 }
@@ -243,6 +261,7 @@ impl Hold {
                 }
                 Err(e) => {
                     st.refresh_failures = st.refresh_failures.saturating_add(1);
+                    observe::refresh_failed(self.kind(), self.key(), st.refresh_failures, &e);
                     st.last_error = Some(e.to_string());
                 }
             }
@@ -267,6 +286,7 @@ impl Hold {
             std::mem::take(&mut st.lost_wakers)
         };
         wakers.into_values().for_each(Waker::wake);
+        observe::lost(self.kind(), self.key(), &reason);
         if let Some(callback) = &self.core.options.on_lock_lost {
             callbacks::report(callback.clone(), self.core.lost_error(reason));
         }
@@ -394,7 +414,9 @@ impl Hold {
             st.claim.cleaning_up();
         }
         spawn_cleanup(Box::pin(async move {
-            let _ = self.release(true).await;
+            if let Released::Failed(e) = self.release(true).await {
+                observe::background_release_failed(self.kind(), self.key(), &e);
+            }
         }));
     }
 }

@@ -18,6 +18,7 @@ mod keys;
 mod lock;
 mod lock_core;
 mod mutex;
+mod observe;
 mod options;
 mod protocol;
 mod redlock;
