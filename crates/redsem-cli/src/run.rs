@@ -176,6 +176,14 @@ async fn status_line(
 /// `redsem run`.
 pub(crate) async fn run(args: RunArgs, urls: Vec<String>, out: Output) -> u8 {
     let key = args.key.clone();
+    if let (Some(limit), Some(permits)) = (args.lock.limit, args.permits) {
+        if permits > limit {
+            eprintln!(
+                "redsem: error: --permits {permits} exceeds --limit {limit}: it could never be acquired"
+            );
+            return code::USAGE;
+        }
+    }
     let nodes: Vec<Node> = urls.iter().map(|u| Node::new(u)).collect();
 
     let options = LockOptions::builder()
@@ -288,10 +296,11 @@ pub(crate) async fn run(args: RunArgs, urls: Vec<String>, out: Output) -> u8 {
         Ok(Err(e)) if e.is_timeout() => {
             if !out.quiet {
                 eprintln!(
-                    "redsem: {key} is busy; gave up after {} ({e})",
+                    "redsem: lock {key} is busy; gave up after {}",
                     show(started.elapsed())
                 );
             }
+            out.info(&e.to_string());
             return code::BUSY;
         }
         Ok(Err(e @ LockError::InvalidOption { .. })) => {
