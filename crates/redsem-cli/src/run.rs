@@ -198,6 +198,16 @@ pub(crate) async fn run(args: RunArgs, urls: Vec<String>, out: Output) -> u8 {
         }
     };
 
+    // From here on SIGINT/SIGTERM/SIGHUP are ours to handle (before the
+    // command runs: give up waiting; while it runs: forward them).
+    let mut signals = match Signals::install() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("redsem: cannot install signal handlers: {e}");
+            return code::FAILURE;
+        }
+    };
+
     // Connect first, so that an unreachable Redis is reported at once.
     let connecting: Vec<_> = nodes
         .iter()
@@ -248,14 +258,6 @@ pub(crate) async fn run(args: RunArgs, urls: Vec<String>, out: Output) -> u8 {
         }
         Err(e) => {
             eprintln!("redsem: {e}");
-            return code::FAILURE;
-        }
-    };
-
-    let mut signals = match Signals::install() {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("redsem: cannot install signal handlers: {e}");
             return code::FAILURE;
         }
     };

@@ -262,9 +262,9 @@ fn permits_take_several_slots() {
         "{}",
         stdout(&status)
     );
-    let mut holder = holder;
-    let _ = holder.kill();
-    let _ = holder.wait();
+    std::fs::write(dir.join("done"), "").unwrap();
+    let out = finish(holder, Duration::from_secs(20));
+    assert_eq!(code(out.status), 0, "{}", stderr(&out));
 }
 
 #[test]
@@ -609,4 +609,39 @@ fn bad_usage_exits_64() {
     let out = run_to_end(redsem().args(["run", "--help"]));
     assert_eq!(code(out.status), 0);
     assert!(stdout(&out).contains("75"), "exit statuses in --help");
+}
+
+#[test]
+fn a_signal_while_waiting_gives_up_without_running_the_command() {
+    let server = RedisServer::start().unwrap();
+    let dir = scratch("interrupted");
+    server
+        .command(&["SET", "mutex:waiting", "someone-else", "PX", "30000"])
+        .unwrap();
+    let child = redsem()
+        .args(["run", "-v", "--url", &server.url(), "waiting", "--"])
+        .args(sh(&dir, "touch $1/ran"))
+        .spawn()
+        .unwrap();
+    // Connected (2 clients: redsem and this test's) and so waiting.
+    wait_until("redsem to connect", Duration::from_secs(10), || {
+        server
+            .command(&["CLIENT", "LIST"])
+            .unwrap()
+            .as_str()
+            .map_or(0, |list| list.lines().count())
+            >= 2
+    });
+    let kill = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let out = finish(child, Duration::from_secs(10));
+    assert_eq!(code(out.status), 130, "{}", stderr(&out));
+    assert!(!dir.join("ran").exists());
+    assert_eq!(
+        get(&server, "mutex:waiting").as_deref(),
+        Some("someone-else")
+    );
 }
