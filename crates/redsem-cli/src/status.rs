@@ -56,9 +56,10 @@ async fn read_holders(
         };
         BackendError::from_source(kind, e)
     };
+    // Plain pipelines: one round trip without MULTI, so a read-only ACL
+    // needs nothing beyond the commands themselves.
     if limit.is_none() {
         let (value, pttl): (Option<String>, i64) = redis::pipe()
-            .atomic()
             .cmd("GET")
             .arg(&redis_key)
             .cmd("PTTL")
@@ -76,7 +77,6 @@ async fn read_holders(
             .collect());
     }
     let (members, (secs, micros)): (Vec<(String, f64)>, (u64, u64)) = redis::pipe()
-        .atomic()
         .cmd("ZRANGE")
         .arg(&redis_key)
         .arg(0)
