@@ -153,7 +153,10 @@ async fn status_line(
             Ok(Ok(list)) if list.is_empty() => "free, trying".to_owned(),
             Ok(Ok(list)) => {
                 let first = &list[0];
-                let id: String = first.identifier.chars().take(8).collect();
+                let mut id: String = first.identifier.chars().take(8).collect();
+                if first.identifier.chars().nth(8).is_some() {
+                    id.push('…');
+                }
                 let more = if list.len() > 1 {
                     format!(" and {} more", list.len() - 1)
                 } else {

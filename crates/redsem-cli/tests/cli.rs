@@ -146,6 +146,10 @@ fn wait_zero_on_a_held_key_exits_75_at_once() {
     assert_eq!(code(out.status), 75, "{}", stderr(&out));
     assert!(started.elapsed() < Duration::from_secs(3));
     assert!(stderr(&out).contains("busy"), "{}", stderr(&out));
+    assert!(
+        !stderr(&out).contains('\r'),
+        "no status line when stderr is not a terminal"
+    );
     assert!(!dir.join("ran").exists(), "the command must not run");
 
     // A bounded wait gives up after it, with the same status.
@@ -644,4 +648,56 @@ fn a_signal_while_waiting_gives_up_without_running_the_command() {
         get(&server, "mutex:waiting").as_deref(),
         Some("someone-else")
     );
+}
+
+#[test]
+fn on_a_terminal_a_status_line_shows_the_holder_while_waiting() {
+    // util-linux `script` gives redsem a pseudo-terminal and copies what it
+    // writes there to its stdout.
+    let server = RedisServer::start().unwrap();
+    server
+        .command(&["SET", "mutex:tty", "someone-else", "PX", "1000"])
+        .unwrap();
+    let line = format!(
+        "{} run --url {} tty -- echo ran",
+        env!("CARGO_BIN_EXE_redsem"),
+        server.url()
+    );
+    let out = run_to_end(
+        Command::new("script")
+            .args(["-qec", &line, "/dev/null"])
+            .env_remove("REDSEM_URL")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    );
+    assert_eq!(code(out.status), 0, "{}", stderr(&out));
+    let tty = stdout(&out);
+    assert!(
+        tty.contains("\r\x1b[2Kredsem: waiting for tty: held by someone-…, expires in "),
+        "{tty:?}"
+    );
+    assert!(tty.contains("ran"), "{tty:?}");
+    // Erased before the command runs.
+    let before_ran = &tty[..tty.find("ran").unwrap()];
+    assert!(before_ran.ends_with("\r\x1b[2K"), "{tty:?}");
+
+    // -q: no status line.
+    server
+        .command(&["SET", "mutex:tty", "someone-else", "PX", "500"])
+        .unwrap();
+    let quiet = format!(
+        "{} -q run --url {} tty -- echo ran",
+        env!("CARGO_BIN_EXE_redsem"),
+        server.url()
+    );
+    let out = run_to_end(
+        Command::new("script")
+            .args(["-qec", &quiet, "/dev/null"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    );
+    assert_eq!(code(out.status), 0, "{}", stderr(&out));
+    assert!(!stdout(&out).contains("waiting"), "{:?}", stdout(&out));
 }
