@@ -332,6 +332,43 @@ fn is_retryable(err: &LockError) -> bool {
     }
 }
 
+/// `with_lock` whose work gets a [`LockStatus`](crate::LockStatus) of the
+/// hold.
+pub(crate) async fn with_lock_status<F, Fut, T>(
+    core: &Arc<DynCore>,
+    work: F,
+) -> Result<T, LockError>
+where
+    F: FnOnce(crate::LockStatus) -> Fut,
+    Fut: Future<Output = T>,
+{
+    let guard = acquire_wait(core).await?;
+    let status = guard.status();
+    let outcome = {
+        let work = pin!(work(status));
+        let lost = pin!(guard.lost());
+        match select(work, lost).await {
+            Either::Left((value, _)) => Ok(value),
+            Either::Right((lost, _)) => Err(lost),
+        }
+    };
+    let _ = guard.release().await;
+    outcome
+}
+
+/// Who holds the lock, per node.
+pub(crate) async fn inspect(core: &DynCore) -> crate::Inspection {
+    let options = &core.options;
+    let nodes = core
+        .protocol
+        .inspect(options.lock_timeout_ms, options.command_timeout)
+        .await;
+    crate::Inspection {
+        key: core.protocol.key().to_owned(),
+        nodes,
+    }
+}
+
 /// Acquires, waiting as the options allow.
 pub(crate) async fn acquire_wait(core: &Arc<DynCore>) -> Result<LockGuard, LockError> {
     match acquire(core, Mode::Wait).await? {
@@ -351,15 +388,5 @@ where
     F: FnOnce() -> Fut,
     Fut: Future<Output = T>,
 {
-    let guard = acquire_wait(core).await?;
-    let outcome = {
-        let work = pin!(work());
-        let lost = pin!(guard.lost());
-        match select(work, lost).await {
-            Either::Left((value, _)) => Ok(value),
-            Either::Right((lost, _)) => Err(lost),
-        }
-    };
-    let _ = guard.release().await;
-    outcome
+    with_lock_status(core, |_| work()).await
 }

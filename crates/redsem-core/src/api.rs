@@ -74,6 +74,39 @@ macro_rules! lock_methods {
                 crate::acquire::with_lock(&self.dyn_core(), work).await
             }
 
+            /// As [`with_lock`](Self::with_lock), and `work` gets a
+            /// [`LockStatus`](crate::LockStatus) of the hold, to check that
+            /// it is still held or how long it is valid.
+            ///
+            /// # Errors
+            ///
+            /// As [`with_lock`](Self::with_lock).
+            ///
+            /// # Cancel safety
+            ///
+            /// As [`with_lock`](Self::with_lock).
+            pub async fn with_lock_status<F, Fut, T>(&self, work: F) -> Result<T, crate::LockError>
+            where
+                F: FnOnce(crate::LockStatus) -> Fut,
+                Fut: std::future::Future<Output = T>,
+            {
+                crate::acquire::with_lock_status(&self.dyn_core(), work).await
+            }
+
+            /// Who holds the lock: per node, each holder's identifier,
+            /// permits and time to expiry (see [`Lock::inspect`](crate::Lock::inspect)).
+            ///
+            /// # Errors
+            ///
+            /// None today; node errors are reported per node.
+            ///
+            /// # Cancel safety
+            ///
+            /// Cancel safe: it only reads.
+            pub async fn inspect(&self) -> Result<crate::Inspection, crate::LockError> {
+                Ok(crate::acquire::inspect(&self.dyn_core()).await)
+            }
+
             /// The Redis key, with its `mutex:`/`semaphore:` prefix.
             pub fn key(&self) -> &str {
                 crate::protocol::Protocol::key(&self.core.protocol)
@@ -89,6 +122,33 @@ macro_rules! lock_methods {
             /// [`LockGuard::identifier`](crate::LockGuard::identifier)).
             pub fn identifier(&self) -> Option<&str> {
                 self.core.options.identifier()
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl<B: $($bounds)+> crate::Lock for $ty<B> {
+            fn kind(&self) -> crate::LockKind {
+                crate::protocol::Protocol::kind(&self.core.protocol)
+            }
+
+            fn key(&self) -> &str {
+                crate::protocol::Protocol::key(&self.core.protocol)
+            }
+
+            fn options(&self) -> &crate::LockOptions {
+                &self.core.options
+            }
+
+            async fn acquire(&self) -> Result<crate::LockGuard, crate::LockError> {
+                crate::acquire::acquire_wait(&self.dyn_core()).await
+            }
+
+            async fn try_acquire(&self) -> Result<Option<crate::LockGuard>, crate::LockError> {
+                crate::acquire::acquire(&self.dyn_core(), crate::acquire::Mode::Try).await
+            }
+
+            async fn inspect(&self) -> Result<crate::Inspection, crate::LockError> {
+                Ok(crate::acquire::inspect(&self.dyn_core()).await)
             }
         }
 

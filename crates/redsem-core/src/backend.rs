@@ -232,7 +232,8 @@ pub trait RedisBackend: Send + Sync + fmt::Debug {
     /// The clock redsem's timers follow for the locks on this backend
     /// (refresh ticks, loss detection, acquire retries and timeouts, call
     /// bounds, validity). Real backends keep the provided
-    /// [`Clock::system`]; a test backend returns a [`Clock::manual`] that
+    /// [`Clock::system`](crate::Clock::system); a test backend returns a
+    /// [`Clock::manual`](crate::Clock::manual) that
     /// its test moves forward. Called once, when a lock is created.
     ///
     /// ```

@@ -92,6 +92,29 @@ impl LockGuard {
         self.hold.core.lost_error(reason)
     }
 
+    /// A read-only view of this hold for code that runs under it (see
+    /// `with_lock_status` on the lock types): it can check the hold, not
+    /// release it.
+    ///
+    /// ```
+    /// # use redsem_core::Mutex;
+    /// # use redsem_mock::MockBackend;
+    /// # futures::executor::block_on(async {
+    /// let guard = Mutex::new(MockBackend::new(), "jobs")?.acquire().await?;
+    /// let status = guard.status();
+    /// assert!(status.is_acquired());
+    /// assert_eq!(status.identifier(), guard.identifier());
+    /// guard.release().await?;
+    /// assert!(!status.is_acquired());
+    /// # Ok::<(), redsem_core::LockError>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn status(&self) -> LockStatus {
+        LockStatus {
+            hold: self.hold.clone(),
+        }
+    }
+
     /// Lets go of the guard without releasing the hold: refresh stops and
     /// the hold stays in Redis until its lock timeout, or until a lock built
     /// with this identifier and
@@ -152,6 +175,79 @@ impl LockGuard {
             Released::Lost(reason) => Err(hold.core.lost_error(reason)),
             Released::Failed(e) => Err(e),
         }
+    }
+}
+
+/// A read-only view of a hold, from [`LockGuard::status`]: what work done
+/// under a lock may check (is it still held, for how long) without being
+/// able to release it. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct LockStatus {
+    hold: Arc<Hold>,
+}
+
+impl LockStatus {
+    /// The identifier the hold is stored under.
+    ///
+    /// ```
+    /// # use redsem_core::Mutex;
+    /// # use redsem_mock::MockBackend;
+    /// # futures::executor::block_on(async {
+    /// let mutex = Mutex::new(MockBackend::new(), "jobs")?;
+    /// let id = mutex.with_lock_status(|status| async move { status.identifier().to_owned() }).await?;
+    /// assert_eq!(id.len(), 36); // a UUID v4
+    /// # Ok::<(), redsem_core::LockError>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn identifier(&self) -> &str {
+        &self.hold.id
+    }
+
+    /// The Redis key, with its prefix.
+    ///
+    /// ```
+    /// # use redsem_core::Mutex;
+    /// # use redsem_mock::MockBackend;
+    /// # futures::executor::block_on(async {
+    /// let guard = Mutex::new(MockBackend::new(), "jobs")?.acquire().await?;
+    /// assert_eq!(guard.status().key(), "mutex:jobs");
+    /// # guard.release().await?;
+    /// # Ok::<(), redsem_core::LockError>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn key(&self) -> &str {
+        self.hold.core.protocol.key()
+    }
+
+    /// As [`LockGuard::is_acquired`].
+    ///
+    /// ```
+    /// # use redsem_core::Mutex;
+    /// # use redsem_mock::MockBackend;
+    /// # futures::executor::block_on(async {
+    /// let mutex = Mutex::new(MockBackend::new(), "jobs")?;
+    /// assert!(mutex.with_lock_status(|s| async move { s.is_acquired() }).await?);
+    /// # Ok::<(), redsem_core::LockError>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn is_acquired(&self) -> bool {
+        self.hold.is_acquired()
+    }
+
+    /// As [`LockGuard::valid_until`]: when the last confirmation runs out.
+    ///
+    /// ```
+    /// # use redsem_core::Mutex;
+    /// # use redsem_mock::MockBackend;
+    /// # futures::executor::block_on(async {
+    /// let guard = Mutex::new(MockBackend::new(), "jobs")?.acquire().await?;
+    /// assert!(guard.status().valid_until() > std::time::Instant::now());
+    /// # guard.release().await?;
+    /// # Ok::<(), redsem_core::LockError>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn valid_until(&self) -> Instant {
+        self.hold.valid_until()
     }
 }
 

@@ -13,7 +13,9 @@ mod error;
 mod fixed_id;
 mod guard;
 mod hold;
+mod inspect;
 mod keys;
+mod lock;
 mod lock_core;
 mod mutex;
 mod options;
@@ -32,8 +34,10 @@ pub use driver::background_stalls;
 pub use error::{
     AcquireLimit, BackendError, BackendErrorKind, LockError, LockKind, LostReason, NodeFailure,
 };
-pub use guard::LockGuard;
+pub use guard::{LockGuard, LockStatus};
+pub use inspect::{Holder, Inspection, NodeInspection};
 pub use keys::{companion_key, MUTEX_PREFIX, SEMAPHORE_PREFIX};
+pub use lock::Lock;
 pub use mutex::Mutex;
 pub use options::{LockOptions, LockOptionsBuilder, LostCallback};
 pub use redlock::{quorum, RedlockMultiSemaphore, RedlockMutex, RedlockSemaphore};

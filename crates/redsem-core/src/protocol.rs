@@ -69,6 +69,13 @@ pub(crate) trait Protocol: Send + Sync + fmt::Debug + 'static {
     /// foreign data (for messages; `None` when nothing is wrong).
     async fn foreign_data(&self, bound: Duration) -> Option<String>;
 
+    /// Who holds the key, per node (read-only, one call per node).
+    async fn inspect(
+        &self,
+        lock_timeout_ms: u64,
+        bound: Duration,
+    ) -> Vec<Result<crate::inspect::NodeInspection, crate::BackendError>>;
+
     /// Removes a hold, retrying calls that fail as `retry` allows:
     /// `Ok(true)` when it was there, `Ok(false)` when it was gone, `Err`
     /// when no answer came in time.

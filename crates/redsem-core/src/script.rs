@@ -106,11 +106,14 @@ scripts! {
     /// The type of the lock key, after an acquire timed out.
     /// KEYS: the lock key; no ARGV; returns the type name.
     KEY_TYPE = "key_type";
+    /// Who holds a lock, read-only, for `inspect`.
+    /// KEYS: the lock key; no ARGV; returns {type, now ms, PTTL, data}.
+    INSPECT = "inspect";
 }
 
 /// Every script redsem runs, for backends (such as the mock) that dispatch on
 /// the script.
-pub static ALL: [&Script; 8] = [
+pub static ALL: [&Script; 9] = [
     &MUTEX_ACQUIRE,
     &MUTEX_REFRESH,
     &MUTEX_RELEASE,
@@ -119,6 +122,7 @@ pub static ALL: [&Script; 8] = [
     &SEMAPHORE_RELEASE,
     &SERVER_ID,
     &KEY_TYPE,
+    &INSPECT,
 ];
 
 #[cfg(test)]

@@ -105,6 +105,16 @@ impl<C: Commands, B: RedisBackend + 'static> Protocol for SingleNode<C, B> {
         Some(format!("the key holds a {found}, not a lock"))
     }
 
+    async fn inspect(
+        &self,
+        lock_timeout_ms: u64,
+        bound: Duration,
+    ) -> Vec<Result<crate::inspect::NodeInspection, BackendError>> {
+        let read =
+            crate::inspect::inspect_node(&self.backend, self.commands.key(), lock_timeout_ms);
+        vec![bounded_call(&self.clock, bound, read).await]
+    }
+
     async fn release(
         &self,
         id: &str,

@@ -15,9 +15,18 @@ use fred::clients::Client;
 use fred::interfaces::{ClientLike, KeysInterface, LuaInterface};
 use fred::types::config::{Config, ReconnectPolicy};
 use fred::types::{Builder, Expiration, MultipleKeys, SetOptions, Value};
-use redsem_core::{Arg, BackendError, RedisBackend, Reply, Script};
 
 pub use fred;
+
+/// Everything `redsem-core` offers (the six lock types, options, errors,
+/// the backend trait), so this crate is the only dependency a user needs:
+///
+/// ```
+/// use redsem_fred::{LockOptions, Mutex, Semaphore};
+/// let _ = LockOptions::default();
+/// # let _ = (std::marker::PhantomData::<Mutex<()>>, std::marker::PhantomData::<Semaphore<()>>);
+/// ```
+pub use redsem_core::*;
 
 use crate::probe::{Plan, Prober};
 use crate::runtime::RuntimeContext;

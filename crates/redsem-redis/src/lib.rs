@@ -13,9 +13,18 @@ use std::fmt;
 use async_trait::async_trait;
 use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::{Cmd, Value};
-use redsem_core::{Arg, BackendError, RedisBackend, Reply, Script};
 
 pub use redis;
+
+/// Everything `redsem-core` offers (the six lock types, options, errors,
+/// the backend trait), so this crate is the only dependency a user needs:
+///
+/// ```
+/// use redsem_redis::{LockOptions, Mutex, Semaphore};
+/// let _ = LockOptions::default();
+/// # let _ = (std::marker::PhantomData::<Mutex<()>>, std::marker::PhantomData::<Semaphore<()>>);
+/// ```
+pub use redsem_core::*;
 
 use crate::runtime::RuntimeContext;
 

@@ -20,7 +20,7 @@ use crate::protocol::{validity, Leftover, Protocol, Refreshed, Retry, StillHeld}
 use crate::redlock::fanout::{fan_out, Call, Tally, Vote, Votes};
 use crate::redlock::identity::NodeIdentities;
 use crate::single::too_slow;
-use crate::time::sleep_until;
+use crate::time::{bounded_call, sleep_until};
 
 /// Votes needed among `nodes`: `nodes / 2 + 1`.
 ///
@@ -359,6 +359,22 @@ impl<C: Commands, B: RedisBackend + 'static> Protocol for Redlock<C, B> {
             .collect();
         (!nodes.is_empty())
             .then(|| format!("the key is not a lock on every node: {}", nodes.join(", ")))
+    }
+
+    async fn inspect(
+        &self,
+        lock_timeout_ms: u64,
+        bound: Duration,
+    ) -> Vec<Result<crate::inspect::NodeInspection, crate::BackendError>> {
+        let key = self.commands.key();
+        let reads = self.nodes.iter().map(|node| {
+            bounded_call(
+                &self.clock,
+                bound,
+                crate::inspect::inspect_node(node, key, lock_timeout_ms),
+            )
+        });
+        futures::future::join_all(reads).await
     }
 
     async fn release(
