@@ -220,13 +220,18 @@ pub(crate) async fn run(args: RunArgs, urls: Vec<String>, out: Output) -> u8 {
         })
         .collect();
     let mut failed = Vec::new();
+    // The status line reads from the first node that answered.
+    let mut status_node = None;
     for (node, task) in nodes.iter().zip(connecting) {
         let result = match task.await {
             Ok(r) => r.map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
         };
         match result {
-            Ok(()) => out.info(&format!("connected to {}", node.shown_url())),
+            Ok(()) => {
+                out.info(&format!("connected to {}", node.shown_url()));
+                status_node.get_or_insert_with(|| node.clone());
+            }
             Err(e) => failed.push(format!("cannot reach Redis at {}: {e}", node.shown_url())),
         }
     }
@@ -252,7 +257,6 @@ pub(crate) async fn run(args: RunArgs, urls: Vec<String>, out: Output) -> u8 {
         out.warn(&format!("{f} (going on with the other nodes)"));
     }
 
-    let status_node = nodes.first().cloned();
     let lock = match AnyLock::new(nodes, &key, args.lock.limit, args.permits, options) {
         Ok(l) => l,
         Err(e @ LockError::InvalidOption { .. }) => {
