@@ -127,6 +127,7 @@ impl Hold {
         let mut st = hold.lock();
         hold.schedule(&mut st, acquired_at);
         drop(st);
+        observe::hold_started(hold.kind());
         hold
     }
 
@@ -418,6 +419,12 @@ impl Hold {
                 observe::background_release_failed(self.kind(), self.key(), &e);
             }
         }));
+    }
+}
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        observe::hold_ended(self.kind());
     }
 }
 
