@@ -7,6 +7,18 @@ use std::time::Duration;
 
 /// Which lock kind an error is about; its `Display` is the name
 /// redis-semaphore uses in messages (`mutex`, `multi-semaphore`, ...).
+///
+/// ```
+/// use redsem_core::{LockKind, Semaphore};
+/// use redsem_mock::MockBackend;
+/// # futures::executor::block_on(async {
+/// let guard = Semaphore::new(MockBackend::new(), "pool", 3)?.acquire().await?;
+/// assert_eq!(guard.kind(), LockKind::Semaphore);
+/// assert_eq!(guard.kind().to_string(), "semaphore");
+/// # guard.release().await?;
+/// # Ok::<(), redsem_core::LockError>(())
+/// # }).unwrap();
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum LockKind {
@@ -26,6 +38,12 @@ pub enum LockKind {
 
 impl LockKind {
     /// The name used in messages, such as `multi-semaphore`.
+    ///
+    /// ```
+    /// use redsem_core::LockKind;
+    /// assert_eq!(LockKind::MultiSemaphore.as_str(), "multi-semaphore");
+    /// assert_eq!(LockKind::RedlockMutex.as_str(), "redlock-mutex");
+    /// ```
     pub fn as_str(self) -> &'static str {
         match self {
             LockKind::Mutex => "mutex",
@@ -44,7 +62,20 @@ impl fmt::Display for LockKind {
     }
 }
 
-/// The bound an acquire ran into.
+/// The bound an acquire ran into, in [`LockError::Timeout`].
+///
+/// ```
+/// use redsem_core::{AcquireLimit, LockError, LockOptions, Mutex};
+/// use redsem_mock::MockBackend;
+/// # futures::executor::block_on(async {
+/// let redis = MockBackend::new();
+/// let _held = Mutex::new(redis.clone(), "jobs")?.acquire().await?;
+/// let options = LockOptions::builder().max_attempts(2).build()?;
+/// let err = Mutex::with_options(redis, "jobs", options)?.acquire().await.unwrap_err();
+/// assert!(matches!(err, LockError::Timeout { limit: AcquireLimit::Attempts(2), .. }));
+/// # Ok::<(), redsem_core::LockError>(())
+/// # }).unwrap();
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum AcquireLimit {
@@ -63,7 +94,20 @@ impl fmt::Display for AcquireLimit {
     }
 }
 
-/// Why a held lock counts as lost.
+/// Why a held lock counts as lost, in [`LockError::Lost`].
+///
+/// ```
+/// use redsem_core::{LockError, LostReason, Mutex};
+/// use redsem_mock::MockBackend;
+/// # futures::executor::block_on(async {
+/// let redis = MockBackend::new();
+/// let guard = Mutex::new(redis.clone(), "jobs")?.acquire().await?;
+/// redis.del("mutex:jobs"); // someone deletes the key behind our back
+/// let err = guard.release().await.unwrap_err();
+/// assert!(matches!(err, LockError::Lost { reason: LostReason::Gone, .. }));
+/// # Ok::<(), redsem_core::LockError>(())
+/// # }).unwrap();
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum LostReason {
@@ -114,7 +158,14 @@ impl fmt::Display for LostReason {
     }
 }
 
-/// One node's failure in a Redlock operation.
+/// One node's failure in a Redlock operation, listed in
+/// [`LockError::QuorumNotReached`]; its `Display` is `node <n> <reason>`.
+///
+/// ```
+/// use redsem_core::NodeFailure;
+/// let failure = NodeFailure { node: 2, reason: "timed out".into(), retryable: true };
+/// assert_eq!(failure.to_string(), "node 2 timed out");
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeFailure {
     /// The node's position in the node list, from 1.
@@ -134,6 +185,28 @@ impl fmt::Display for NodeFailure {
 }
 
 /// An error from a lock operation.
+///
+/// Match the variants, or use [`is_timeout`](LockError::is_timeout),
+/// [`is_lost`](LockError::is_lost) and
+/// [`is_unreachable`](LockError::is_unreachable):
+///
+/// ```
+/// use redsem_core::{LockError, LockOptions, Mutex};
+/// use redsem_mock::MockBackend;
+/// # futures::executor::block_on(async {
+/// let redis = MockBackend::new();
+/// let _held = Mutex::new(redis.clone(), "jobs")?.acquire().await?;
+/// let options = LockOptions::builder().max_attempts(1).build()?;
+/// match Mutex::with_options(redis, "jobs", options)?.acquire().await {
+///     Err(e) if e.is_unreachable() => panic!("Redis is down: {e}"),
+///     Err(e) if e.is_timeout() => println!("busy, try later: {e}"),
+///     Err(LockError::Lost { reason, .. }) => panic!("lost: {reason}"),
+///     Err(e) => return Err(e),
+///     Ok(_guard) => panic!("the lock is held"),
+/// }
+/// # Ok::<(), redsem_core::LockError>(())
+/// # }).unwrap();
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum LockError {
@@ -298,11 +371,36 @@ fn join_failures(failures: &[NodeFailure]) -> String {
 
 impl LockError {
     /// `true` for [`LockError::Timeout`].
+    ///
+    /// ```
+    /// # use redsem_core::{LockOptions, Mutex};
+    /// # use redsem_mock::MockBackend;
+    /// # futures::executor::block_on(async {
+    /// let redis = MockBackend::new();
+    /// let _held = Mutex::new(redis.clone(), "jobs")?.acquire().await?;
+    /// let options = LockOptions::builder().max_attempts(1).build()?;
+    /// let err = Mutex::with_options(redis, "jobs", options)?.acquire().await.unwrap_err();
+    /// assert!(err.is_timeout() && !err.is_unreachable());
+    /// # Ok::<(), redsem_core::LockError>(())
+    /// # }).unwrap();
+    /// ```
     pub fn is_timeout(&self) -> bool {
         matches!(self, LockError::Timeout { .. })
     }
 
     /// `true` for [`LockError::Lost`].
+    ///
+    /// ```
+    /// # use redsem_core::Mutex;
+    /// # use redsem_mock::MockBackend;
+    /// # futures::executor::block_on(async {
+    /// let redis = MockBackend::new();
+    /// let guard = Mutex::new(redis.clone(), "jobs")?.acquire().await?;
+    /// redis.del("mutex:jobs");
+    /// assert!(guard.release().await.unwrap_err().is_lost());
+    /// # Ok::<(), redsem_core::LockError>(())
+    /// # }).unwrap();
+    /// ```
     pub fn is_lost(&self) -> bool {
         matches!(self, LockError::Lost { .. })
     }
@@ -347,6 +445,13 @@ impl LockError {
 }
 
 /// What kind of failure a [`BackendError`] is.
+///
+/// ```
+/// use redsem_core::{BackendError, BackendErrorKind};
+/// let err = BackendError::new(BackendErrorKind::Connection, "connection reset");
+/// assert_eq!(err.kind(), BackendErrorKind::Connection);
+/// assert_eq!(BackendErrorKind::Timeout.to_string(), "timed out");
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum BackendErrorKind {
@@ -388,6 +493,16 @@ impl fmt::Display for BackendErrorKind {
 
 /// An error reported by a [`RedisBackend`](crate::RedisBackend): a kind, a
 /// message, and the client's own error as `source` when there is one.
+///
+/// Backends return it; lock operations wrap it in [`LockError::Backend`]
+/// (or retry it while [`is_retryable`](BackendError::is_retryable)).
+///
+/// ```
+/// use redsem_core::{BackendError, BackendErrorKind};
+/// let err = BackendError::new(BackendErrorKind::Server, "WRONGTYPE wrong kind of value");
+/// assert_eq!(err.to_string(), "server error: WRONGTYPE wrong kind of value");
+/// assert!(!err.is_retryable());
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[error("{kind}: {message}")]
 pub struct BackendError {
@@ -399,6 +514,13 @@ pub struct BackendError {
 
 impl BackendError {
     /// An error of `kind` with a message.
+    ///
+    /// ```
+    /// use redsem_core::{BackendError, BackendErrorKind};
+    /// let err = BackendError::new(BackendErrorKind::Connection, "connection reset");
+    /// assert_eq!(err.message(), "connection reset");
+    /// assert!(err.is_retryable());
+    /// ```
     pub fn new(kind: BackendErrorKind, message: impl Into<String>) -> Self {
         BackendError {
             kind,
@@ -409,6 +531,15 @@ impl BackendError {
 
     /// An error of `kind` wrapping the client's error; the message is the
     /// client error's `Display`.
+    ///
+    /// ```
+    /// use redsem_core::{BackendError, BackendErrorKind};
+    /// use std::error::Error;
+    /// let io = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset by peer");
+    /// let err = BackendError::from_source(BackendErrorKind::Connection, io);
+    /// assert_eq!(err.message(), "reset by peer");
+    /// assert!(err.source().is_some());
+    /// ```
     pub fn from_source(
         kind: BackendErrorKind,
         source: impl StdError + Send + Sync + 'static,
@@ -421,6 +552,14 @@ impl BackendError {
     }
 
     /// A timeout after `after`, raised by redsem's own per-call bound.
+    ///
+    /// ```
+    /// use redsem_core::{BackendError, BackendErrorKind};
+    /// use std::time::Duration;
+    /// let err = BackendError::timeout(Duration::from_secs(2));
+    /// assert_eq!(err.kind(), BackendErrorKind::Timeout);
+    /// assert_eq!(err.message(), "no reply within 2s");
+    /// ```
     pub fn timeout(after: Duration) -> Self {
         BackendError::new(
             BackendErrorKind::Timeout,
