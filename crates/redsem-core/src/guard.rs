@@ -41,22 +41,69 @@ impl LockGuard {
     }
 
     /// The identifier this hold is stored under in Redis.
+    ///
+    /// ```
+    /// # use redsem_core::Mutex;
+    /// # use redsem_mock::MockBackend;
+    /// # futures::executor::block_on(async {
+    /// let redis = MockBackend::new();
+    /// let guard = Mutex::new(redis.clone(), "jobs")?.acquire().await?;
+    /// assert_eq!(redis.get("mutex:jobs").as_deref(), Some(guard.identifier()));
+    /// # guard.release().await?;
+    /// # Ok::<(), redsem_core::LockError>(())
+    /// # }).unwrap();
+    /// ```
     pub fn identifier(&self) -> &str {
         &self.hold.id
     }
 
     /// The Redis key, with its `mutex:`/`semaphore:` prefix.
+    ///
+    /// ```
+    /// # use redsem_core::Mutex;
+    /// # use redsem_mock::MockBackend;
+    /// # futures::executor::block_on(async {
+    /// let guard = Mutex::new(MockBackend::new(), "jobs")?.acquire().await?;
+    /// assert_eq!(guard.key(), "mutex:jobs");
+    /// # guard.release().await?;
+    /// # Ok::<(), redsem_core::LockError>(())
+    /// # }).unwrap();
+    /// ```
     pub fn key(&self) -> &str {
         self.hold.core.protocol.key()
     }
 
     /// The lock kind.
+    ///
+    /// ```
+    /// # use redsem_core::Mutex;
+    /// # use redsem_mock::MockBackend;
+    /// # futures::executor::block_on(async {
+    /// let guard = Mutex::new(MockBackend::new(), "jobs")?.acquire().await?;
+    /// assert_eq!(guard.kind(), redsem_core::LockKind::Mutex);
+    /// # guard.release().await?;
+    /// # Ok::<(), redsem_core::LockError>(())
+    /// # }).unwrap();
+    /// ```
     pub fn kind(&self) -> LockKind {
         self.hold.core.protocol.kind()
     }
 
     /// `true` while the hold is confirmed: not lost, not released, and the
     /// last confirmation (acquire or refresh) has not run out.
+    ///
+    /// ```
+    /// # use redsem_core::Mutex;
+    /// # use redsem_mock::MockBackend;
+    /// # futures::executor::block_on(async {
+    /// let redis = MockBackend::new();
+    /// let guard = Mutex::new(redis.clone(), "jobs")?.acquire().await?;
+    /// assert!(guard.is_acquired());
+    /// redis.del("mutex:jobs");
+    /// assert!(guard.release().await.is_err()); // found lost on release
+    /// # Ok::<(), redsem_core::LockError>(())
+    /// # }).unwrap();
+    /// ```
     pub fn is_acquired(&self) -> bool {
         self.hold.is_acquired()
     }
@@ -86,6 +133,19 @@ impl LockGuard {
 
     /// When the last confirmed acquire or refresh runs out, measured from
     /// when that call was sent (so it errs early, never late).
+    ///
+    /// ```
+    /// # use redsem_core::Mutex;
+    /// # use redsem_mock::MockBackend;
+    /// # futures::executor::block_on(async {
+    /// use std::time::{Duration, Instant};
+    /// let guard = Mutex::new(MockBackend::new(), "jobs")?.acquire().await?;
+    /// // default lock timeout: 10s
+    /// assert!(guard.valid_until() > Instant::now() + Duration::from_secs(5));
+    /// # guard.release().await?;
+    /// # Ok::<(), redsem_core::LockError>(())
+    /// # }).unwrap();
+    /// ```
     pub fn valid_until(&self) -> Instant {
         self.hold.valid_until()
     }
@@ -93,6 +153,21 @@ impl LockGuard {
     /// Stops refreshing. The hold stays in Redis until its lock timeout
     /// elapses; then it counts as lost with [`LostReason::Expired`]
     /// (`lost()` resolves, the callback runs).
+    ///
+    ///
+    /// ```
+    /// # use redsem_core::{LockOptions, LostReason, LockError, Mutex};
+    /// # use redsem_mock::MockBackend;
+    /// # use std::time::Duration;
+    /// # futures::executor::block_on(async {
+    /// let options = LockOptions::builder().lock_timeout(Duration::from_millis(100)).build()?;
+    /// let guard = Mutex::with_options(MockBackend::new(), "jobs", options)?.acquire().await?;
+    /// guard.stop_refresh();
+    /// let err = guard.lost().await; // after about 100ms
+    /// assert!(matches!(err, LockError::Lost { reason: LostReason::Expired, .. }));
+    /// # Ok::<(), redsem_core::LockError>(())
+    /// # }).unwrap();
+    /// ```
     ///
     /// [`LostReason::Expired`]: crate::LostReason::Expired
     pub fn stop_refresh(&self) {
@@ -106,6 +181,24 @@ impl LockGuard {
     /// # Cancel safety
     ///
     /// Cancel safe: dropping the future changes nothing.
+    ///
+    /// Race it against the work, so the work stops when the lock is lost:
+    ///
+    /// ```
+    /// # use redsem_core::Mutex;
+    /// # use redsem_mock::MockBackend;
+    /// use futures::future::{select, Either};
+    /// # futures::executor::block_on(async {
+    /// let guard = Mutex::new(MockBackend::new(), "jobs")?.acquire().await?;
+    /// let work = Box::pin(async { 42 });
+    /// match select(work, Box::pin(guard.lost())).await {
+    ///     Either::Left((answer, _)) => assert_eq!(answer, 42),
+    ///     Either::Right((lost, _)) => return Err(lost),
+    /// }
+    /// guard.release().await?;
+    /// # Ok::<(), redsem_core::LockError>(())
+    /// # }).unwrap();
+    /// ```
     pub async fn lost(&self) -> LockError {
         let reason = LostWait {
             hold: &self.hold,
@@ -187,6 +280,18 @@ impl LockGuard {
     ///
     /// If the future is dropped before it completes, the release continues
     /// in the background as if the guard had been dropped.
+    ///
+    /// ```
+    /// # use redsem_core::Mutex;
+    /// # use redsem_mock::MockBackend;
+    /// # futures::executor::block_on(async {
+    /// let redis = MockBackend::new();
+    /// let guard = Mutex::new(redis.clone(), "jobs")?.acquire().await?;
+    /// guard.release().await?;
+    /// assert!(!redis.exists("mutex:jobs"));
+    /// # Ok::<(), redsem_core::LockError>(())
+    /// # }).unwrap();
+    /// ```
     pub async fn release(self) -> Result<(), LockError> {
         let hold = self.hold.clone();
         // While this future runs the guard is still alive: dropping the
