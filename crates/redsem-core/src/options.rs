@@ -171,6 +171,21 @@ fn default_command_timeout(lock_timeout: Duration) -> Duration {
 }
 
 /// Builds [`LockOptions`]; [`build`](LockOptionsBuilder::build) checks them.
+/// Get one from [`LockOptions::builder`]; unset options keep their defaults.
+///
+/// ```
+/// use redsem_core::{LockOptions, Mutex};
+/// use redsem_mock::MockBackend;
+/// use std::time::Duration;
+///
+/// let options = LockOptions::builder()
+///     .lock_timeout(Duration::from_secs(30))
+///     .max_attempts(5)
+///     .build()?;
+/// let mutex = Mutex::with_options(MockBackend::new(), "jobs", options)?;
+/// assert_eq!(mutex.options().lock_timeout(), Duration::from_secs(30));
+/// # Ok::<(), redsem_core::LockError>(())
+/// ```
 #[must_use = "a builder does nothing until `build` is called"]
 #[derive(Clone, Default)]
 pub struct LockOptionsBuilder {
@@ -205,6 +220,14 @@ impl fmt::Debug for LockOptionsBuilder {
 impl LockOptionsBuilder {
     /// How long a hold lives in Redis without a refresh; at least 1 ms,
     /// counted in whole milliseconds. Default 10 s.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use redsem_core::LockOptions;
+    /// let options = LockOptions::builder().lock_timeout(Duration::from_secs(30)).build()?;
+    /// assert_eq!(options.lock_timeout(), Duration::from_secs(30));
+    /// # Ok::<(), redsem_core::LockError>(())
+    /// ```
     pub fn lock_timeout(mut self, timeout: Duration) -> Self {
         self.lock_timeout = Some(timeout);
         self
@@ -213,6 +236,15 @@ impl LockOptionsBuilder {
     /// How long `acquire` keeps trying before it returns
     /// [`LockError::Timeout`]. `Duration::ZERO` makes exactly one attempt;
     /// `Duration::MAX` waits forever. Default 10 s.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use redsem_core::LockOptions;
+    /// // one attempt, no waiting
+    /// let options = LockOptions::builder().acquire_timeout(Duration::ZERO).build()?;
+    /// assert_eq!(options.acquire_timeout(), Duration::ZERO);
+    /// # Ok::<(), redsem_core::LockError>(())
+    /// ```
     pub fn acquire_timeout(mut self, timeout: Duration) -> Self {
         self.acquire_timeout = Some(timeout);
         self
@@ -220,6 +252,15 @@ impl LockOptionsBuilder {
 
     /// At most `attempts` tries per `acquire` (at least 1). Default: no
     /// limit besides the acquire timeout.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use redsem_core::LockOptions;
+    /// let options = LockOptions::builder().max_attempts(3).build()?;
+    /// assert_eq!(options.max_attempts(), Some(3));
+    /// assert!(LockOptions::builder().max_attempts(0).build().is_err());
+    /// # Ok::<(), redsem_core::LockError>(())
+    /// ```
     pub fn max_attempts(mut self, attempts: u32) -> Self {
         self.max_attempts = Some(attempts);
         self
@@ -233,6 +274,14 @@ impl LockOptionsBuilder {
     /// is `min(interval × 2^(k-1), max(interval, 1 s))` times a random
     /// factor in [0.5, 1.0]: about 6 attempts in the first second of an
     /// outage, then one or two a second.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use redsem_core::LockOptions;
+    /// let options = LockOptions::builder().retry_interval(Duration::from_millis(50)).build()?;
+    /// assert_eq!(options.retry_interval(), Duration::from_millis(50));
+    /// # Ok::<(), redsem_core::LockError>(())
+    /// ```
     pub fn retry_interval(mut self, interval: Duration) -> Self {
         self.retry_interval = Some(interval);
         self
@@ -244,6 +293,15 @@ impl LockOptionsBuilder {
     /// uses 0.8). A refresh that fails is retried with backoff (from
     /// `retry_interval`, doubling, at most a twentieth of the lock timeout)
     /// until the hold's validity runs out.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use redsem_core::LockOptions;
+    /// // no refresh: the hold expires after the lock timeout
+    /// let options = LockOptions::builder().refresh_interval(Duration::ZERO).build()?;
+    /// assert_eq!(options.refresh_interval(), None);
+    /// # Ok::<(), redsem_core::LockError>(())
+    /// ```
     pub fn refresh_interval(mut self, interval: Duration) -> Self {
         self.refresh_interval = Some(interval);
         self
@@ -252,6 +310,14 @@ impl LockOptionsBuilder {
     /// The bound on each call to Redis; a call that takes longer counts as
     /// failed (it may still have run). Must be below the lock timeout.
     /// Default: a fifth of the lock timeout.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use redsem_core::LockOptions;
+    /// let options = LockOptions::builder().command_timeout(Duration::from_millis(500)).build()?;
+    /// assert_eq!(options.command_timeout(), Duration::from_millis(500));
+    /// # Ok::<(), redsem_core::LockError>(())
+    /// ```
     pub fn command_timeout(mut self, timeout: Duration) -> Self {
         self.command_timeout = Some(timeout);
         self
@@ -261,6 +327,13 @@ impl LockOptionsBuilder {
     /// UUID v4. One lock instance with a fixed identifier holds at most one
     /// guard at a time. Needed to share a hold across processes (see
     /// [`acquired_externally`](Self::acquired_externally)).
+    ///
+    /// ```
+    /// use redsem_core::LockOptions;
+    /// let options = LockOptions::builder().identifier("worker-7").build()?;
+    /// assert_eq!(options.identifier(), Some("worker-7"));
+    /// # Ok::<(), redsem_core::LockError>(())
+    /// ```
     pub fn identifier(mut self, identifier: impl Into<String>) -> Self {
         self.identifier = Some(identifier.into());
         self
@@ -268,6 +341,18 @@ impl LockOptionsBuilder {
 
     /// Random identifiers become `<uuid>-<suffix>`, for example to see which
     /// service holds a lock.
+    ///
+    /// ```
+    /// # use redsem_core::{LockOptions, Mutex};
+    /// # use redsem_mock::MockBackend;
+    /// # futures::executor::block_on(async {
+    /// let options = LockOptions::builder().identifier_suffix("billing").build()?;
+    /// let guard = Mutex::with_options(MockBackend::new(), "jobs", options)?.acquire().await?;
+    /// assert!(guard.identifier().ends_with("-billing"));
+    /// # guard.release().await?;
+    /// # Ok::<(), redsem_core::LockError>(())
+    /// # }).unwrap();
+    /// ```
     pub fn identifier_suffix(mut self, suffix: impl Into<String>) -> Self {
         self.identifier_suffix = Some(suffix.into());
         self
@@ -277,6 +362,21 @@ impl LockOptionsBuilder {
     /// the same fixed [`identifier`](Self::identifier): it makes one refresh
     /// call with this lock's timeout instead of acquiring, and fails if the
     /// hold is gone. Later acquires are normal.
+    ///
+    /// ```
+    /// # use redsem_core::{LockOptions, Mutex};
+    /// # use redsem_mock::MockBackend;
+    /// # futures::executor::block_on(async {
+    /// let redis = MockBackend::new();
+    /// // another process acquired "mutex:jobs" as "job-42" and passed the identifier on
+    /// let first = LockOptions::builder().identifier("job-42").build()?;
+    /// Mutex::with_options(redis.clone(), "jobs", first)?.acquire().await?.detach();
+    /// let options = LockOptions::builder().identifier("job-42").acquired_externally(true).build()?;
+    /// let guard = Mutex::with_options(redis, "jobs", options)?.acquire().await?;
+    /// guard.release().await?;
+    /// # Ok::<(), redsem_core::LockError>(())
+    /// # }).unwrap();
+    /// ```
     pub fn acquired_externally(mut self, yes: bool) -> Self {
         self.acquired_externally = yes;
         self
@@ -289,6 +389,17 @@ impl LockOptionsBuilder {
     /// the thread that refreshes locks and never under a lock's internal
     /// locks, so a callback that blocks delays only the callbacks after it.
     /// A panic in it is caught.
+    ///
+    /// ```
+    /// # use redsem_core::{LockOptions, Mutex};
+    /// # use redsem_mock::MockBackend;
+    /// let options = LockOptions::builder()
+    ///     .on_lock_lost(|e| eprintln!("stop the work: {e}"))
+    ///     .build()?;
+    /// let mutex = Mutex::with_options(MockBackend::new(), "jobs", options)?;
+    /// # drop(mutex);
+    /// # Ok::<(), redsem_core::LockError>(())
+    /// ```
     pub fn on_lock_lost(mut self, callback: impl Fn(&LockError) + Send + Sync + 'static) -> Self {
         self.on_lock_lost = Some(Arc::new(callback));
         self
@@ -299,6 +410,14 @@ impl LockOptionsBuilder {
     /// # Errors
     ///
     /// [`LockError::InvalidOption`] naming the option and what to change.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use redsem_core::LockOptions;
+    /// let err = LockOptions::builder().lock_timeout(Duration::ZERO).build().unwrap_err();
+    /// assert!(err.to_string().contains("lock_timeout"), "{err}");
+    ///
+    /// ```
     pub fn build(self) -> Result<LockOptions, LockError> {
         let defaults = LockOptions::default();
         let lock_timeout = self.lock_timeout.unwrap_or(defaults.lock_timeout);
