@@ -3,8 +3,12 @@
 /// Adds `acquire`, `try_acquire`, `with_lock`, `key`, `options` and
 /// `identifier` to a lock type whose field `core` is an
 /// `Arc<LockCore<impl Protocol>>`.
+///
+/// `$new` is the expression the doc examples build the lock with, from
+/// `redis`, a `redsem_mock::MockBackend`; one acquire must fill the lock, so
+/// that a second `try_acquire` finds it busy.
 macro_rules! lock_methods {
-    ($ty:ident, $($bounds:tt)+) => {
+    ($ty:ident, $new:literal, $($bounds:tt)+) => {
         impl<B: $($bounds)+> $ty<B> {
             fn dyn_core(&self) -> std::sync::Arc<crate::lock_core::DynCore> {
                 self.core.clone()
@@ -30,6 +34,18 @@ macro_rules! lock_methods {
             /// have taken the lock was in flight, redsem releases it in the
             /// background; either way nothing stays held longer than the lock
             /// timeout.
+            ///
+            /// ```
+            #[doc = "# use redsem_mock::MockBackend;"]
+            #[doc = "# futures::executor::block_on(async {"]
+            #[doc = "# let redis = MockBackend::new();"]
+            #[doc = concat!("let lock = ", $new, ";")]
+            #[doc = "let guard = lock.acquire().await?;"]
+            #[doc = "// ... work under the lock ..."]
+            #[doc = "guard.release().await?;"]
+            #[doc = "# Ok::<(), redsem_core::LockError>(())"]
+            #[doc = "# }).unwrap();"]
+            #[doc = "```"]
             pub async fn acquire(&self) -> Result<crate::LockGuard, crate::LockError> {
                 crate::acquire::acquire_wait(&self.dyn_core()).await
             }
@@ -47,6 +63,18 @@ macro_rules! lock_methods {
             /// # Cancel safety
             ///
             /// As [`acquire`](Self::acquire).
+            ///
+            /// ```
+            #[doc = "# use redsem_mock::MockBackend;"]
+            #[doc = "# futures::executor::block_on(async {"]
+            #[doc = "# let redis = MockBackend::new();"]
+            #[doc = concat!("let lock = ", $new, ";")]
+            #[doc = "let first = lock.try_acquire().await?.expect(\"the lock is free\");"]
+            #[doc = "assert!(lock.try_acquire().await?.is_none()); // busy now"]
+            #[doc = "first.release().await?;"]
+            #[doc = "# Ok::<(), redsem_core::LockError>(())"]
+            #[doc = "# }).unwrap();"]
+            #[doc = "```"]
             pub async fn try_acquire(&self) -> Result<Option<crate::LockGuard>, crate::LockError> {
                 crate::acquire::acquire(&self.dyn_core(), crate::acquire::Mode::Try).await
             }
@@ -66,6 +94,17 @@ macro_rules! lock_methods {
             ///
             /// Dropping the future drops `work`'s future and releases the
             /// lock in the background.
+            ///
+            /// ```
+            #[doc = "# use redsem_mock::MockBackend;"]
+            #[doc = "# futures::executor::block_on(async {"]
+            #[doc = "# let redis = MockBackend::new();"]
+            #[doc = concat!("let lock = ", $new, ";")]
+            #[doc = "let answer = lock.with_lock(|| async { 6 * 7 }).await?;"]
+            #[doc = "assert_eq!(answer, 42);"]
+            #[doc = "# Ok::<(), redsem_core::LockError>(())"]
+            #[doc = "# }).unwrap();"]
+            #[doc = "```"]
             pub async fn with_lock<F, Fut, T>(&self, work: F) -> Result<T, crate::LockError>
             where
                 F: FnOnce() -> Fut,
@@ -85,6 +124,17 @@ macro_rules! lock_methods {
             /// # Cancel safety
             ///
             /// As [`with_lock`](Self::with_lock).
+            ///
+            /// ```
+            #[doc = "# use redsem_mock::MockBackend;"]
+            #[doc = "# futures::executor::block_on(async {"]
+            #[doc = "# let redis = MockBackend::new();"]
+            #[doc = concat!("let lock = ", $new, ";")]
+            #[doc = "let held = lock.with_lock_status(|status| async move { status.is_acquired() }).await?;"]
+            #[doc = "assert!(held);"]
+            #[doc = "# Ok::<(), redsem_core::LockError>(())"]
+            #[doc = "# }).unwrap();"]
+            #[doc = "```"]
             pub async fn with_lock_status<F, Fut, T>(&self, work: F) -> Result<T, crate::LockError>
             where
                 F: FnOnce(crate::LockStatus) -> Fut,
@@ -103,16 +153,50 @@ macro_rules! lock_methods {
             /// # Cancel safety
             ///
             /// Cancel safe: it only reads.
+            ///
+            /// ```
+            #[doc = "# use redsem_mock::MockBackend;"]
+            #[doc = "# futures::executor::block_on(async {"]
+            #[doc = "# let redis = MockBackend::new();"]
+            #[doc = concat!("let lock = ", $new, ";")]
+            #[doc = "let guard = lock.acquire().await?;"]
+            #[doc = "let seen = lock.inspect().await?;"]
+            #[doc = "let holders = &seen.nodes[0].as_ref().unwrap().holders;"]
+            #[doc = "assert_eq!(holders[0].identifier, guard.identifier());"]
+            #[doc = "# guard.release().await?;"]
+            #[doc = "# Ok::<(), redsem_core::LockError>(())"]
+            #[doc = "# }).unwrap();"]
+            #[doc = "```"]
             pub async fn inspect(&self) -> Result<crate::Inspection, crate::LockError> {
                 Ok(crate::acquire::inspect(&self.dyn_core()).await)
             }
 
             /// The Redis key, with its `mutex:`/`semaphore:` prefix.
+            ///
+            /// ```
+            #[doc = "# use redsem_mock::MockBackend;"]
+            #[doc = "# futures::executor::block_on(async {"]
+            #[doc = "# let redis = MockBackend::new();"]
+            #[doc = concat!("let lock = ", $new, ";")]
+            #[doc = "assert!(lock.key().ends_with(\":jobs\"), \"{}\", lock.key());"]
+            #[doc = "# Ok::<(), redsem_core::LockError>(())"]
+            #[doc = "# }).unwrap();"]
+            #[doc = "```"]
             pub fn key(&self) -> &str {
                 crate::protocol::Protocol::key(&self.core.protocol)
             }
 
             /// The options this lock was built with.
+            ///
+            /// ```
+            #[doc = "# use redsem_mock::MockBackend;"]
+            #[doc = "# futures::executor::block_on(async {"]
+            #[doc = "# let redis = MockBackend::new();"]
+            #[doc = concat!("let lock = ", $new, ";")]
+            #[doc = "assert_eq!(lock.options().lock_timeout(), std::time::Duration::from_secs(10));"]
+            #[doc = "# Ok::<(), redsem_core::LockError>(())"]
+            #[doc = "# }).unwrap();"]
+            #[doc = "```"]
             pub fn options(&self) -> &crate::LockOptions {
                 &self.core.options
             }
@@ -120,6 +204,16 @@ macro_rules! lock_methods {
             /// The fixed identifier, if the options set one; otherwise each
             /// acquisition gets a random one (see
             /// [`LockGuard::identifier`](crate::LockGuard::identifier)).
+            ///
+            /// ```
+            #[doc = "# use redsem_mock::MockBackend;"]
+            #[doc = "# futures::executor::block_on(async {"]
+            #[doc = "# let redis = MockBackend::new();"]
+            #[doc = concat!("let lock = ", $new, ";")]
+            #[doc = "assert_eq!(lock.identifier(), None); // a fresh random one per acquire"]
+            #[doc = "# Ok::<(), redsem_core::LockError>(())"]
+            #[doc = "# }).unwrap();"]
+            #[doc = "```"]
             pub fn identifier(&self) -> Option<&str> {
                 self.core.options.identifier()
             }

@@ -77,7 +77,11 @@ impl<B: RedisBackend + 'static> Mutex<B> {
     }
 }
 
-lock_methods!(Mutex, RedisBackend + 'static);
+lock_methods!(
+    Mutex,
+    "redsem_core::Mutex::new(redis.clone(), \"jobs\")?",
+    RedisBackend + 'static
+);
 
 /// Shows what the mutex is: its key and options, not its backend or
 /// internal state (so `B` need not be `Debug`).

@@ -80,7 +80,11 @@ impl<B: RedisBackend + 'static> Semaphore<B> {
     }
 }
 
-lock_methods!(Semaphore, RedisBackend + 'static);
+lock_methods!(
+    Semaphore,
+    "redsem_core::Semaphore::new(redis.clone(), \"jobs\", 1)?",
+    RedisBackend + 'static
+);
 
 /// A distributed semaphore whose holders each take `permits` of `limit`
 /// slots at once (all or nothing).
@@ -161,7 +165,11 @@ impl<B: RedisBackend + 'static> MultiSemaphore<B> {
     }
 }
 
-lock_methods!(MultiSemaphore, RedisBackend + 'static);
+lock_methods!(
+    MultiSemaphore,
+    "redsem_core::MultiSemaphore::new(redis.clone(), \"jobs\", 4, 3)?",
+    RedisBackend + 'static
+);
 
 /// Largest `limit` of the semaphore kinds: the sorted set holds at most
 /// this many members.

@@ -106,7 +106,11 @@ impl<B: RedisBackend + 'static> RedlockMutex<B> {
     }
 }
 
-lock_methods!(RedlockMutex, RedisBackend + 'static);
+lock_methods!(
+    RedlockMutex,
+    "redsem_core::RedlockMutex::new(vec![redis.clone(), MockBackend::new(), MockBackend::new()], \"jobs\")?",
+    RedisBackend + 'static
+);
 
 /// A counting semaphore over several independent Redis nodes (Redlock):
 /// held while a quorum of nodes have this holder among at most `limit`.
@@ -164,7 +168,11 @@ impl<B: RedisBackend + 'static> RedlockSemaphore<B> {
     }
 }
 
-lock_methods!(RedlockSemaphore, RedisBackend + 'static);
+lock_methods!(
+    RedlockSemaphore,
+    "redsem_core::RedlockSemaphore::new(vec![redis.clone(), MockBackend::new(), MockBackend::new()], \"jobs\", 1)?",
+    RedisBackend + 'static
+);
 
 /// A multi-permit semaphore over several independent Redis nodes (Redlock).
 pub struct RedlockMultiSemaphore<B> {
@@ -236,7 +244,11 @@ impl<B: RedisBackend + 'static> RedlockMultiSemaphore<B> {
     }
 }
 
-lock_methods!(RedlockMultiSemaphore, RedisBackend + 'static);
+lock_methods!(
+    RedlockMultiSemaphore,
+    "redsem_core::RedlockMultiSemaphore::new(vec![redis.clone(), MockBackend::new(), MockBackend::new()], \"jobs\", 4, 3)?",
+    RedisBackend + 'static
+);
 
 /// Shows what the Redlock mutex is: its key, the number of nodes and the
 /// options, not the nodes themselves or internal state (so `B` need not be
