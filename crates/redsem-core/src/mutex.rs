@@ -46,6 +46,15 @@ pub struct Mutex<B> {
 impl<B: RedisBackend + 'static> Mutex<B> {
     /// A mutex on `key` (stored as `mutex:<key>`) with default options.
     ///
+    /// ```
+    /// # use redsem_core::Mutex;
+    /// # use redsem_mock::MockBackend;
+    /// let mutex = Mutex::new(MockBackend::new(), "jobs")?;
+    /// assert_eq!(mutex.key(), "mutex:jobs");
+    /// assert!(Mutex::new(MockBackend::new(), "").is_err());
+    /// # Ok::<(), redsem_core::LockError>(())
+    /// ```
+    ///
     /// # Errors
     ///
     /// [`LockError::InvalidOption`] if `key` is empty.
@@ -54,6 +63,16 @@ impl<B: RedisBackend + 'static> Mutex<B> {
     }
 
     /// A mutex on `key` with `options`.
+    ///
+    /// ```
+    /// # use redsem_core::{LockOptions, Mutex};
+    /// # use redsem_mock::MockBackend;
+    /// # use std::time::Duration;
+    /// let options = LockOptions::builder().acquire_timeout(Duration::from_secs(1)).build()?;
+    /// let mutex = Mutex::with_options(MockBackend::new(), "jobs", options)?;
+    /// assert_eq!(mutex.options().acquire_timeout(), Duration::from_secs(1));
+    /// # Ok::<(), redsem_core::LockError>(())
+    /// ```
     ///
     /// # Errors
     ///
@@ -72,6 +91,15 @@ impl<B: RedisBackend + 'static> Mutex<B> {
     }
 
     /// The backend this mutex runs on.
+    ///
+    /// ```
+    /// # use redsem_core::Mutex;
+    /// # use redsem_mock::MockBackend;
+    /// let redis = MockBackend::new();
+    /// let mutex = Mutex::new(redis.clone(), "jobs")?;
+    /// assert!(mutex.backend().is_same_node(&redis));
+    /// # Ok::<(), redsem_core::LockError>(())
+    /// ```
     pub fn backend(&self) -> &B {
         &self.core.protocol.backend
     }

@@ -45,6 +45,15 @@ impl<B: RedisBackend + 'static> Semaphore<B> {
     /// A semaphore on `key` (stored as `semaphore:<key>`) allowing `limit`
     /// holders, with default options.
     ///
+    /// ```
+    /// # use redsem_core::Semaphore;
+    /// # use redsem_mock::MockBackend;
+    /// let redis = MockBackend::new();
+    /// let pool = Semaphore::new(redis, "pool", 3)?;
+    /// assert_eq!(pool.key(), "semaphore:pool");
+    /// # Ok::<(), redsem_core::LockError>(())
+    /// ```
+    ///
     /// # Errors
     ///
     /// [`LockError::InvalidOption`] if `key` is empty or `limit` is 0.
@@ -53,6 +62,15 @@ impl<B: RedisBackend + 'static> Semaphore<B> {
     }
 
     /// A semaphore with `options`.
+    ///
+    /// ```
+    /// # use redsem_core::{LockOptions, Semaphore};
+    /// # use redsem_mock::MockBackend;
+    /// let options = LockOptions::builder().max_attempts(1).build()?;
+    /// let pool = Semaphore::with_options(MockBackend::new(), "pool", 3, options)?;
+    /// assert_eq!(pool.options().max_attempts(), Some(1));
+    /// # Ok::<(), redsem_core::LockError>(())
+    /// ```
     ///
     /// # Errors
     ///
@@ -70,11 +88,27 @@ impl<B: RedisBackend + 'static> Semaphore<B> {
     }
 
     /// The number of holders allowed.
+    ///
+    /// ```
+    /// # use redsem_core::Semaphore;
+    /// # use redsem_mock::MockBackend;
+    /// assert_eq!(Semaphore::new(MockBackend::new(), "pool", 3)?.limit(), 3);
+    /// # Ok::<(), redsem_core::LockError>(())
+    /// ```
     pub fn limit(&self) -> u32 {
         self.core.protocol.commands.limit
     }
 
     /// The backend this semaphore runs on.
+    ///
+    /// ```
+    /// # use redsem_core::Semaphore;
+    /// # use redsem_mock::MockBackend;
+    /// let redis = MockBackend::new();
+    /// let pool = Semaphore::new(redis.clone(), "pool", 3)?;
+    /// assert!(pool.backend().is_same_node(&redis));
+    /// # Ok::<(), redsem_core::LockError>(())
+    /// ```
     pub fn backend(&self) -> &B {
         &self.core.protocol.backend
     }
@@ -115,6 +149,15 @@ impl<B: RedisBackend + 'static> MultiSemaphore<B> {
     /// A multi-semaphore on `key` where each holder takes `permits` of
     /// `limit` slots, with default options.
     ///
+    /// ```
+    /// # use redsem_core::MultiSemaphore;
+    /// # use redsem_mock::MockBackend;
+    /// let gpu = MultiSemaphore::new(MockBackend::new(), "gpu", 8, 3)?;
+    /// assert_eq!(gpu.key(), "semaphore:gpu");
+    /// assert!(MultiSemaphore::new(MockBackend::new(), "gpu", 2, 3).is_err()); // 3 > 2
+    /// # Ok::<(), redsem_core::LockError>(())
+    /// ```
+    ///
     /// # Errors
     ///
     /// [`LockError::InvalidOption`] if `key` is empty, `limit` or `permits`
@@ -129,6 +172,15 @@ impl<B: RedisBackend + 'static> MultiSemaphore<B> {
     }
 
     /// A multi-semaphore with `options`.
+    ///
+    /// ```
+    /// # use redsem_core::{LockOptions, MultiSemaphore};
+    /// # use redsem_mock::MockBackend;
+    /// let options = LockOptions::builder().identifier_suffix("trainer").build()?;
+    /// let gpu = MultiSemaphore::with_options(MockBackend::new(), "gpu", 8, 3, options)?;
+    /// assert_eq!(gpu.permits(), 3);
+    /// # Ok::<(), redsem_core::LockError>(())
+    /// ```
     ///
     /// # Errors
     ///
@@ -150,16 +202,39 @@ impl<B: RedisBackend + 'static> MultiSemaphore<B> {
     }
 
     /// The number of slots.
+    ///
+    /// ```
+    /// # use redsem_core::MultiSemaphore;
+    /// # use redsem_mock::MockBackend;
+    /// assert_eq!(MultiSemaphore::new(MockBackend::new(), "gpu", 8, 3)?.limit(), 8);
+    /// # Ok::<(), redsem_core::LockError>(())
+    /// ```
     pub fn limit(&self) -> u32 {
         self.core.protocol.commands.limit
     }
 
     /// The slots each holder takes.
+    ///
+    /// ```
+    /// # use redsem_core::MultiSemaphore;
+    /// # use redsem_mock::MockBackend;
+    /// assert_eq!(MultiSemaphore::new(MockBackend::new(), "gpu", 8, 3)?.permits(), 3);
+    /// # Ok::<(), redsem_core::LockError>(())
+    /// ```
     pub fn permits(&self) -> u32 {
         self.core.protocol.commands.permits
     }
 
     /// The backend this multi-semaphore runs on.
+    ///
+    /// ```
+    /// # use redsem_core::MultiSemaphore;
+    /// # use redsem_mock::MockBackend;
+    /// let redis = MockBackend::new();
+    /// let gpu = MultiSemaphore::new(redis.clone(), "gpu", 8, 3)?;
+    /// assert!(gpu.backend().is_same_node(&redis));
+    /// # Ok::<(), redsem_core::LockError>(())
+    /// ```
     pub fn backend(&self) -> &B {
         &self.core.protocol.backend
     }

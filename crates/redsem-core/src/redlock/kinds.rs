@@ -64,6 +64,16 @@ pub struct RedlockMutex<B> {
 impl<B: RedisBackend + 'static> RedlockMutex<B> {
     /// A Redlock mutex on `key` over `nodes`, with default options.
     ///
+    /// ```
+    /// # use redsem_core::RedlockMutex;
+    /// # use redsem_mock::MockBackend;
+    /// let nodes = vec![MockBackend::new(), MockBackend::new(), MockBackend::new()];
+    /// let mutex = RedlockMutex::new(nodes, "jobs")?;
+    /// assert!(RedlockMutex::<MockBackend>::new(vec![], "jobs").is_err()); // no nodes
+    /// # drop(mutex);
+    /// # Ok::<(), redsem_core::LockError>(())
+    /// ```
+    ///
     /// # Errors
     ///
     /// [`LockError::InvalidOption`] if `nodes` is empty or `key` is empty.
@@ -72,6 +82,17 @@ impl<B: RedisBackend + 'static> RedlockMutex<B> {
     }
 
     /// A Redlock mutex with `options`.
+    ///
+    /// ```
+    /// # use redsem_core::{LockOptions, RedlockMutex};
+    /// # use redsem_mock::MockBackend;
+    /// # use std::time::Duration;
+    /// let nodes = vec![MockBackend::new(), MockBackend::new(), MockBackend::new()];
+    /// let options = LockOptions::builder().lock_timeout(Duration::from_secs(30)).build()?;
+    /// let mutex = RedlockMutex::with_options(nodes, "jobs", options)?;
+    /// assert_eq!(mutex.options().lock_timeout(), Duration::from_secs(30));
+    /// # Ok::<(), redsem_core::LockError>(())
+    /// ```
     ///
     /// # Errors
     ///
@@ -101,6 +122,15 @@ impl<B: RedisBackend + 'static> RedlockMutex<B> {
     }
 
     /// The nodes, in the order given (node 1 is the first).
+    ///
+    /// ```
+    /// # use redsem_core::RedlockMutex;
+    /// # use redsem_mock::MockBackend;
+    /// let nodes = vec![MockBackend::new(), MockBackend::new(), MockBackend::new()];
+    /// let mutex = RedlockMutex::new(nodes, "jobs")?;
+    /// assert_eq!(mutex.nodes().len(), 3);
+    /// # Ok::<(), redsem_core::LockError>(())
+    /// ```
     pub fn nodes(&self) -> &[B] {
         &self.core.protocol.nodes
     }
@@ -114,12 +144,40 @@ lock_methods!(
 
 /// A counting semaphore over several independent Redis nodes (Redlock):
 /// held while a quorum of nodes have this holder among at most `limit`.
+///
+/// Each node stores exactly what [`Semaphore`](crate::Semaphore) stores.
+///
+/// ```
+/// use redsem_core::RedlockSemaphore;
+/// use redsem_mock::MockBackend;
+///
+/// # futures::executor::block_on(async {
+/// let nodes = vec![MockBackend::new(), MockBackend::new(), MockBackend::new()];
+/// let pool = RedlockSemaphore::new(nodes.clone(), "pool", 2)?;
+/// let a = pool.acquire().await?;
+/// let b = pool.acquire().await?;
+/// assert!(pool.try_acquire().await?.is_none()); // 2 of 2 taken
+/// assert_eq!(nodes[0].zcard("semaphore:pool"), 2);
+/// a.release().await?;
+/// b.release().await?;
+/// # Ok::<(), redsem_core::LockError>(())
+/// # }).unwrap();
+/// ```
 pub struct RedlockSemaphore<B> {
     core: Arc<LockCore<Redlock<SemaphoreCommands, B>>>,
 }
 
 impl<B: RedisBackend + 'static> RedlockSemaphore<B> {
     /// A Redlock semaphore on `key` allowing `limit` holders, default options.
+    ///
+    /// ```
+    /// # use redsem_core::RedlockSemaphore;
+    /// # use redsem_mock::MockBackend;
+    /// let nodes = vec![MockBackend::new(), MockBackend::new(), MockBackend::new()];
+    /// let pool = RedlockSemaphore::new(nodes, "pool", 3)?;
+    /// assert_eq!(pool.key(), "semaphore:pool");
+    /// # Ok::<(), redsem_core::LockError>(())
+    /// ```
     ///
     /// # Errors
     ///
@@ -130,6 +188,16 @@ impl<B: RedisBackend + 'static> RedlockSemaphore<B> {
     }
 
     /// A Redlock semaphore with `options`.
+    ///
+    /// ```
+    /// # use redsem_core::{LockOptions, RedlockSemaphore};
+    /// # use redsem_mock::MockBackend;
+    /// let nodes = vec![MockBackend::new(), MockBackend::new(), MockBackend::new()];
+    /// let options = LockOptions::builder().max_attempts(3).build()?;
+    /// let pool = RedlockSemaphore::with_options(nodes, "pool", 3, options)?;
+    /// assert_eq!(pool.options().max_attempts(), Some(3));
+    /// # Ok::<(), redsem_core::LockError>(())
+    /// ```
     ///
     /// # Errors
     ///
@@ -158,6 +226,14 @@ impl<B: RedisBackend + 'static> RedlockSemaphore<B> {
     }
 
     /// The number of holders allowed.
+    ///
+    /// ```
+    /// # use redsem_core::RedlockSemaphore;
+    /// # use redsem_mock::MockBackend;
+    /// let nodes = vec![MockBackend::new(), MockBackend::new(), MockBackend::new()];
+    /// assert_eq!(RedlockSemaphore::new(nodes, "pool", 4)?.limit(), 4);
+    /// # Ok::<(), redsem_core::LockError>(())
+    /// ```
     pub fn limit(&self) -> u32 {
         self.core.protocol.commands.limit
     }
@@ -174,7 +250,26 @@ lock_methods!(
     RedisBackend + 'static
 );
 
-/// A multi-permit semaphore over several independent Redis nodes (Redlock).
+/// A multi-permit semaphore over several independent Redis nodes (Redlock):
+/// each holder takes `permits` of `limit` slots on a quorum of nodes.
+///
+/// Each node stores exactly what [`MultiSemaphore`](crate::MultiSemaphore)
+/// stores.
+///
+/// ```
+/// use redsem_core::RedlockMultiSemaphore;
+/// use redsem_mock::MockBackend;
+///
+/// # futures::executor::block_on(async {
+/// let nodes = vec![MockBackend::new(), MockBackend::new(), MockBackend::new()];
+/// let gpu = RedlockMultiSemaphore::new(nodes.clone(), "gpu", 8, 5)?;
+/// let guard = gpu.acquire().await?;
+/// assert!(gpu.try_acquire().await?.is_none()); // 5 + 5 > 8
+/// assert_eq!(nodes[1].zcard("semaphore:gpu"), 5);
+/// guard.release().await?;
+/// # Ok::<(), redsem_core::LockError>(())
+/// # }).unwrap();
+/// ```
 pub struct RedlockMultiSemaphore<B> {
     core: Arc<LockCore<Redlock<SemaphoreCommands, B>>>,
 }
@@ -182,6 +277,15 @@ pub struct RedlockMultiSemaphore<B> {
 impl<B: RedisBackend + 'static> RedlockMultiSemaphore<B> {
     /// A Redlock multi-semaphore where each holder takes `permits` of
     /// `limit` slots, default options.
+    ///
+    /// ```
+    /// # use redsem_core::RedlockMultiSemaphore;
+    /// # use redsem_mock::MockBackend;
+    /// let nodes = vec![MockBackend::new(), MockBackend::new(), MockBackend::new()];
+    /// let gpu = RedlockMultiSemaphore::new(nodes, "gpu", 8, 3)?;
+    /// assert_eq!(gpu.key(), "semaphore:gpu");
+    /// # Ok::<(), redsem_core::LockError>(())
+    /// ```
     ///
     /// # Errors
     ///
@@ -197,6 +301,16 @@ impl<B: RedisBackend + 'static> RedlockMultiSemaphore<B> {
     }
 
     /// A Redlock multi-semaphore with `options`.
+    ///
+    /// ```
+    /// # use redsem_core::{LockOptions, RedlockMultiSemaphore};
+    /// # use redsem_mock::MockBackend;
+    /// let nodes = vec![MockBackend::new(), MockBackend::new(), MockBackend::new()];
+    /// let options = LockOptions::builder().max_attempts(3).build()?;
+    /// let gpu = RedlockMultiSemaphore::with_options(nodes, "gpu", 8, 3, options)?;
+    /// assert_eq!(gpu.permits(), 3);
+    /// # Ok::<(), redsem_core::LockError>(())
+    /// ```
     ///
     /// # Errors
     ///
@@ -234,6 +348,15 @@ impl<B: RedisBackend + 'static> RedlockMultiSemaphore<B> {
     }
 
     /// The slots each holder takes.
+    ///
+    /// ```
+    /// # use redsem_core::RedlockMultiSemaphore;
+    /// # use redsem_mock::MockBackend;
+    /// let nodes = vec![MockBackend::new(), MockBackend::new(), MockBackend::new()];
+    /// let gpu = RedlockMultiSemaphore::new(nodes, "gpu", 8, 3)?;
+    /// assert_eq!((gpu.limit(), gpu.permits()), (8, 3));
+    /// # Ok::<(), redsem_core::LockError>(())
+    /// ```
     pub fn permits(&self) -> u32 {
         self.core.protocol.commands.permits
     }
