@@ -13,6 +13,12 @@ use crate::script::Script;
 /// Integers are kept apart so an adapter can hand them to its client without
 /// formatting them into a temporary `String` first. Redis receives every
 /// argument as a string; [`Arg`]'s `Display` gives that decimal form.
+///
+/// ```
+/// use redsem_core::Arg;
+/// let args = [Arg::Str("worker-7"), Arg::Int(10_000)];
+/// assert_eq!(args[1].to_string(), "10000");
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Arg<'a> {
     /// A string argument, sent as its UTF-8 bytes.
@@ -31,6 +37,17 @@ impl fmt::Display for Arg<'_> {
 }
 
 /// A reply from Redis, as far as redsem needs to read it.
+///
+/// ```
+/// # futures::executor::block_on(async {
+/// use redsem_core::{script, Arg, RedisBackend, Reply};
+/// use redsem_mock::MockBackend;
+/// let redis = MockBackend::new();
+/// let reply = redis.run_script(&script::MUTEX_ACQUIRE, &["mutex:jobs"], &[Arg::Str("me"), Arg::Int(1000)]).await?;
+/// assert_eq!(reply, Reply::Int(1));
+/// # Ok::<(), redsem_core::BackendError>(())
+/// # }).unwrap();
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Reply {
@@ -50,6 +67,13 @@ impl Reply {
     /// The reply as an integer: an integer reply, or a string or status reply
     /// holding a decimal integer (some clients stringify integers, so `1` and
     /// `"1"` both count).
+    ///
+    /// ```
+    /// use redsem_core::Reply;
+    /// assert_eq!(Reply::Int(1).as_i64(), Some(1));
+    /// assert_eq!(Reply::Data(b"1".to_vec()).as_i64(), Some(1));
+    /// assert_eq!(Reply::Nil.as_i64(), None);
+    /// ```
     pub fn as_i64(&self) -> Option<i64> {
         match self {
             Reply::Int(i) => Some(*i),
@@ -188,6 +212,20 @@ pub trait RedisBackend: Send + Sync + fmt::Debug {
     /// A `NOSCRIPT` reply must be returned as an error of kind
     /// [`BackendErrorKind::NoScript`].
     ///
+    /// ```
+    /// # futures::executor::block_on(async {
+    /// use redsem_core::{script, Arg, BackendErrorKind, RedisBackend};
+    /// use redsem_mock::MockBackend;
+    /// let redis = MockBackend::new();
+    /// let args = [Arg::Str("me"), Arg::Int(1000)];
+    /// match redis.eval_sha(&script::MUTEX_ACQUIRE, &["mutex:jobs"], &args).await {
+    ///     Err(e) if e.kind() == BackendErrorKind::NoScript => {} // not cached yet
+    ///     other => assert_eq!(other?.as_i64(), Some(1)),
+    /// }
+    /// # Ok::<(), redsem_core::BackendError>(())
+    /// # }).unwrap();
+    /// ```
+    ///
     /// # Cancel safety
     ///
     /// Dropping the future abandons the reply; the script may still run.
@@ -200,6 +238,18 @@ pub trait RedisBackend: Send + Sync + fmt::Debug {
 
     /// Runs `EVAL script.source() keys.len() keys.. args..`.
     ///
+    /// ```
+    /// # futures::executor::block_on(async {
+    /// use redsem_core::{script, Arg, RedisBackend};
+    /// use redsem_mock::MockBackend;
+    /// let redis = MockBackend::new();
+    /// let args = [Arg::Str("me"), Arg::Int(1000)];
+    /// let reply = redis.eval(&script::MUTEX_ACQUIRE, &["mutex:jobs"], &args).await?;
+    /// assert_eq!(reply.as_i64(), Some(1));
+    /// # Ok::<(), redsem_core::BackendError>(())
+    /// # }).unwrap();
+    /// ```
+    ///
     /// # Cancel safety
     ///
     /// As [`eval_sha`](RedisBackend::eval_sha).
@@ -211,6 +261,17 @@ pub trait RedisBackend: Send + Sync + fmt::Debug {
     ) -> Result<Reply, BackendError>;
 
     /// `SET key value PX ttl_ms NX`: `true` when the key was set.
+    ///
+    /// ```
+    /// # futures::executor::block_on(async {
+    /// use redsem_core::RedisBackend;
+    /// use redsem_mock::MockBackend;
+    /// let redis = MockBackend::new();
+    /// assert!(redis.set_nx_px("mutex:jobs", "me", 1000).await?);
+    /// assert!(!redis.set_nx_px("mutex:jobs", "you", 1000).await?); // taken
+    /// # Ok::<(), redsem_core::BackendError>(())
+    /// # }).unwrap();
+    /// ```
     ///
     /// The provided implementation runs an equivalent script. Adapters
     /// override it with the plain command, which Redis executes as one
@@ -283,6 +344,19 @@ pub trait RedisBackend: Send + Sync + fmt::Debug {
     /// `SCRIPT LOAD` + `EVALSHA`).
     ///
     /// Backends should not override this method.
+    ///
+    /// ```
+    /// # futures::executor::block_on(async {
+    /// use redsem_core::{script, Arg, RedisBackend};
+    /// use redsem_mock::MockBackend;
+    /// let redis = MockBackend::new();
+    /// redis.set("mutex:jobs", "me");
+    /// let reply = redis.run_script(&script::MUTEX_RELEASE, &["mutex:jobs"], &[Arg::Str("me")]).await?;
+    /// assert_eq!(reply.as_i64(), Some(1));
+    /// assert!(!redis.exists("mutex:jobs"));
+    /// # Ok::<(), redsem_core::BackendError>(())
+    /// # }).unwrap();
+    /// ```
     ///
     /// # Cancel safety
     ///

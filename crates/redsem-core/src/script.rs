@@ -27,6 +27,12 @@ impl Script {
     /// A script with a short `name` (for errors, logs and the mock backend)
     /// and its Lua `source`. The SHA-1 is computed here, at compile time when
     /// used in a `const` or `static`.
+    ///
+    /// ```
+    /// use redsem_core::Script;
+    /// const PING: Script = Script::new("ping", "return redis.call('PING')");
+    /// assert_eq!(PING.name(), "ping");
+    /// ```
     pub const fn new(name: &'static str, source: &'static str) -> Self {
         Script {
             name,
@@ -36,17 +42,34 @@ impl Script {
     }
 
     /// The script's short name, such as `mutex_release`.
+    ///
+    /// ```
+    /// assert_eq!(redsem_core::script::MUTEX_RELEASE.name(), "mutex_release");
+    /// ```
     pub fn name(&self) -> &'static str {
         self.name
     }
 
     /// The Lua source, as sent by `EVAL`.
+    ///
+    /// ```
+    /// use redsem_core::Script;
+    /// static ANSWER: Script = Script::new("answer", "return 42");
+    /// assert_eq!(ANSWER.source(), "return 42");
+    /// ```
     pub fn source(&self) -> &'static str {
         self.source
     }
 
     /// The SHA-1 of the source as 40 lowercase hex digits, as sent by
     /// `EVALSHA`.
+    ///
+    /// ```
+    /// use redsem_core::Script;
+    /// // the digest `redis-cli SCRIPT LOAD "return 1"` prints
+    /// let one = Script::new("one", "return 1");
+    /// assert_eq!(one.sha1(), "e0e1f9fabfc9d4800c877a703b823ac0578ff8db");
+    /// ```
     pub fn sha1(&self) -> &str {
         // Always ASCII hex digits by construction.
         std::str::from_utf8(&self.sha1).unwrap_or_default()
