@@ -48,22 +48,50 @@ pub(crate) struct Manual {
 
 impl Clock {
     /// Real time: what every real backend uses.
+    ///
+    /// ```
+    /// use redsem_core::Clock;
+    /// let clock = Clock::system();
+    /// assert!(!clock.is_manual());
+    /// assert_eq!(clock, Clock::default());
+    /// ```
     pub fn system() -> Clock {
         Clock(None)
     }
 
     /// A clock that runs with real time and jumps forward on
     /// [`advance`](Clock::advance); for test backends.
+    ///
+    /// ```
+    /// use redsem_core::Clock;
+    /// let clock = Clock::manual();
+    /// assert!(clock.is_manual());
+    /// assert_eq!(clock, clock.clone()); // clones are the same clock
+    /// ```
     pub fn manual() -> Clock {
         Clock(Some(Arc::default()))
     }
 
     /// Whether [`advance`](Clock::advance) moves this clock.
+    ///
+    /// ```
+    /// use redsem_core::Clock;
+    /// assert!(Clock::manual().is_manual());
+    /// assert!(!Clock::system().is_manual());
+    /// ```
     pub fn is_manual(&self) -> bool {
         self.0.is_some()
     }
 
     /// The current time on this clock.
+    ///
+    /// ```
+    /// use redsem_core::Clock;
+    /// use std::time::{Duration, Instant};
+    /// let clock = Clock::manual();
+    /// clock.advance(Duration::from_secs(60));
+    /// assert!(clock.now() >= Instant::now() + Duration::from_secs(59));
+    /// ```
     pub fn now(&self) -> Instant {
         let now = Instant::now();
         match &self.0 {
@@ -92,6 +120,19 @@ impl Clock {
     /// system clock.
     ///
     /// Call it from a test, not from a future that redsem is waiting on.
+    ///
+    /// ```
+    /// use redsem_core::{LockError, LockOptions, Mutex};
+    /// use redsem_mock::MockBackend;
+    /// use std::time::Duration;
+    /// let redis = MockBackend::new(); // runs on a manual clock
+    /// let options = LockOptions::builder().refresh_interval(Duration::ZERO).build()?;
+    /// let mutex = Mutex::with_options(redis.clone(), "jobs", options)?;
+    /// let guard = futures::executor::block_on(mutex.acquire())?;
+    /// redis.time().advance(Duration::from_secs(11)); // past the 10 s lock timeout
+    /// assert!(!guard.is_acquired());
+    /// # Ok::<(), LockError>(())
+    /// ```
     pub fn advance(&self, by: Duration) {
         let Some(manual) = &self.0 else { return };
         let _one_at_a_time = manual.advancing.lock().unwrap_or_else(|e| e.into_inner());

@@ -7,7 +7,24 @@ use crate::backend::{RedisBackend, Reply};
 use crate::error::BackendError;
 use crate::script::INSPECT;
 
-/// One holder of a lock as one node sees it.
+/// One holder of a lock as one node sees it, in [`NodeInspection::holders`].
+///
+/// ```
+/// use redsem_core::{Holder, Mutex};
+/// use redsem_mock::MockBackend;
+/// use std::time::Duration;
+/// # futures::executor::block_on(async {
+/// let mutex = Mutex::new(MockBackend::new(), "jobs")?;
+/// let guard = mutex.acquire().await?;
+/// let seen = mutex.inspect().await?;
+/// let holder: &Holder = &seen.nodes[0].as_ref().unwrap().holders[0];
+/// assert_eq!(holder.identifier, guard.identifier());
+/// assert_eq!(holder.permits, 1);
+/// assert!(holder.expires_in <= Duration::from_secs(10));
+/// # guard.release().await?;
+/// # Ok::<(), redsem_core::LockError>(())
+/// # }).unwrap();
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Holder {
     /// The holder's identifier (for a multi-semaphore holder, without the
@@ -22,7 +39,23 @@ pub struct Holder {
     pub expires_in: Duration,
 }
 
-/// What one node holds for a lock key.
+/// What one node holds for a lock key, in [`Inspection::nodes`].
+///
+/// ```
+/// use redsem_core::{NodeInspection, Semaphore};
+/// use redsem_mock::MockBackend;
+/// # futures::executor::block_on(async {
+/// let pool = Semaphore::new(MockBackend::new(), "pool", 3)?;
+/// let (a, b) = (pool.acquire().await?, pool.acquire().await?);
+/// let seen = pool.inspect().await?;
+/// let node: &NodeInspection = seen.nodes[0].as_ref().unwrap();
+/// assert_eq!(node.holders.len(), 2);
+/// assert_eq!(node.foreign, None); // the key holds lock data
+/// # a.release().await?;
+/// # b.release().await?;
+/// # Ok::<(), redsem_core::LockError>(())
+/// # }).unwrap();
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeInspection {
     /// The holders, longest-lived first.

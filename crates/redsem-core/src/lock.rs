@@ -45,15 +45,56 @@ use crate::options::LockOptions;
 #[async_trait]
 pub trait Lock: Send + Sync + fmt::Debug {
     /// The lock kind.
+    ///
+    /// ```
+    /// # futures::executor::block_on(async {
+    /// use redsem_core::{Lock, Mutex};
+    /// use redsem_mock::MockBackend;
+    /// let lock: Box<dyn Lock> = Box::new(Mutex::new(MockBackend::new(), "jobs")?);
+    /// assert_eq!(lock.kind(), redsem_core::LockKind::Mutex);
+    /// # Ok::<(), redsem_core::LockError>(())
+    /// # }).unwrap();
+    /// ```
     fn kind(&self) -> LockKind;
 
     /// The Redis key, with its `mutex:`/`semaphore:` prefix.
+    ///
+    /// ```
+    /// # futures::executor::block_on(async {
+    /// use redsem_core::{Lock, Mutex};
+    /// use redsem_mock::MockBackend;
+    /// let lock: Box<dyn Lock> = Box::new(Mutex::new(MockBackend::new(), "jobs")?);
+    /// assert_eq!(lock.key(), "mutex:jobs");
+    /// # Ok::<(), redsem_core::LockError>(())
+    /// # }).unwrap();
+    /// ```
     fn key(&self) -> &str;
 
     /// The options this lock was built with.
+    ///
+    /// ```
+    /// # futures::executor::block_on(async {
+    /// use redsem_core::{Lock, Mutex};
+    /// use redsem_mock::MockBackend;
+    /// let lock: Box<dyn Lock> = Box::new(Mutex::new(MockBackend::new(), "jobs")?);
+    /// assert_eq!(lock.options().max_attempts(), None);
+    /// # Ok::<(), redsem_core::LockError>(())
+    /// # }).unwrap();
+    /// ```
     fn options(&self) -> &LockOptions;
 
     /// Acquires, retrying until the acquire timeout or attempt limit.
+    ///
+    /// ```
+    /// # futures::executor::block_on(async {
+    /// use redsem_core::{Lock, Mutex};
+    /// use redsem_mock::MockBackend;
+    /// let lock: Box<dyn Lock> = Box::new(Mutex::new(MockBackend::new(), "jobs")?);
+    /// let guard = lock.acquire().await?;
+    /// guard.release().await?;
+    /// # Ok::<(), redsem_core::LockError>(())
+    /// # }).unwrap();
+    /// ```
     ///
     /// # Errors
     ///
@@ -67,6 +108,18 @@ pub trait Lock: Send + Sync + fmt::Debug {
 
     /// Makes one attempt: `Ok(None)` when the lock is busy.
     ///
+    /// ```
+    /// # futures::executor::block_on(async {
+    /// use redsem_core::{Lock, Mutex};
+    /// use redsem_mock::MockBackend;
+    /// let lock: Box<dyn Lock> = Box::new(Mutex::new(MockBackend::new(), "jobs")?);
+    /// let guard = lock.try_acquire().await?.expect("free");
+    /// assert!(lock.try_acquire().await?.is_none());
+    /// guard.release().await?;
+    /// # Ok::<(), redsem_core::LockError>(())
+    /// # }).unwrap();
+    /// ```
+    ///
     /// # Errors
     ///
     /// As the lock types' own `try_acquire`.
@@ -79,6 +132,18 @@ pub trait Lock: Send + Sync + fmt::Debug {
     /// Who holds the lock: per node, each holder's identifier, permits and
     /// time to expiry. One read-only script call per node; node errors are
     /// reported per node, never as an `Err`.
+    ///
+    /// ```
+    /// # futures::executor::block_on(async {
+    /// use redsem_core::{Lock, Mutex};
+    /// use redsem_mock::MockBackend;
+    /// let lock: Box<dyn Lock> = Box::new(Mutex::new(MockBackend::new(), "jobs")?);
+    /// let seen = lock.inspect().await?;
+    /// assert_eq!(seen.key, "mutex:jobs");
+    /// assert!(seen.nodes[0].as_ref().unwrap().holders.is_empty()); // free
+    /// # Ok::<(), redsem_core::LockError>(())
+    /// # }).unwrap();
+    /// ```
     ///
     /// # Errors
     ///
