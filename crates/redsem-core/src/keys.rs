@@ -4,8 +4,20 @@
 use crate::error::LockError;
 
 /// Prefix of mutex keys: `mutex:<key>`.
+///
+/// ```
+/// let mutex = redsem_core::Mutex::new(redsem_mock::MockBackend::new(), "jobs")?;
+/// assert_eq!(mutex.key(), format!("{}jobs", redsem_core::MUTEX_PREFIX));
+/// # Ok::<(), redsem_core::LockError>(())
+/// ```
 pub const MUTEX_PREFIX: &str = "mutex:";
 /// Prefix of semaphore and multi-semaphore keys: `semaphore:<key>`.
+///
+/// ```
+/// let pool = redsem_core::Semaphore::new(redsem_mock::MockBackend::new(), "pool", 2)?;
+/// assert_eq!(pool.key(), format!("{}pool", redsem_core::SEMAPHORE_PREFIX));
+/// # Ok::<(), redsem_core::LockError>(())
+/// ```
 pub const SEMAPHORE_PREFIX: &str = "semaphore:";
 
 pub(crate) fn prefixed(prefix: &str, key: &str) -> Result<String, LockError> {

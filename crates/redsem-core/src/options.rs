@@ -74,42 +74,91 @@ pub struct LockOptions {
 
 impl LockOptions {
     /// A builder starting from the defaults.
+    ///
+    /// ```
+    /// use redsem_core::LockOptions;
+    /// let options = LockOptions::builder().identifier_suffix("billing").build()?;
+    /// # Ok::<(), redsem_core::LockError>(())
+    /// ```
     pub fn builder() -> LockOptionsBuilder {
         LockOptionsBuilder::default()
     }
 
     /// How long a hold lives in Redis without a refresh (default 10 s).
+    ///
+    /// ```
+    /// # use redsem_core::LockOptions;
+    /// # use std::time::Duration;
+    /// assert_eq!(LockOptions::default().lock_timeout(), Duration::from_secs(10));
+    /// ```
     pub fn lock_timeout(&self) -> Duration {
         self.lock_timeout
     }
 
     /// How long `acquire` keeps trying (default 10 s; `Duration::MAX` means
     /// forever).
+    ///
+    /// ```
+    /// # use redsem_core::LockOptions;
+    /// # use std::time::Duration;
+    /// assert_eq!(LockOptions::default().acquire_timeout(), Duration::from_secs(10));
+    /// ```
     pub fn acquire_timeout(&self) -> Duration {
         self.acquire_timeout
     }
 
     /// The attempt limit of `acquire`, `None` when unlimited (the default).
+    ///
+    /// ```
+    /// # use redsem_core::LockOptions;
+    /// assert_eq!(LockOptions::default().max_attempts(), None);
+    /// ```
     pub fn max_attempts(&self) -> Option<u32> {
         self.max_attempts
     }
 
     /// The pause between acquire attempts (default 10 ms).
+    ///
+    /// ```
+    /// # use redsem_core::LockOptions;
+    /// # use std::time::Duration;
+    /// assert_eq!(LockOptions::default().retry_interval(), Duration::from_millis(10));
+    /// ```
     pub fn retry_interval(&self) -> Duration {
         self.retry_interval
     }
 
     /// How often a held lock is refreshed; `None` when refresh is off.
+    ///
+    /// ```
+    /// # use redsem_core::LockOptions;
+    /// # use std::time::Duration;
+    /// // a third of the lock timeout by default
+    /// let options = LockOptions::builder().lock_timeout(Duration::from_secs(3)).build()?;
+    /// assert_eq!(options.refresh_interval(), Some(Duration::from_secs(1)));
+    /// # Ok::<(), redsem_core::LockError>(())
+    /// ```
     pub fn refresh_interval(&self) -> Option<Duration> {
         self.refresh_interval
     }
 
     /// The bound on each call to Redis (default: a fifth of the lock timeout).
+    ///
+    /// ```
+    /// # use redsem_core::LockOptions;
+    /// # use std::time::Duration;
+    /// assert_eq!(LockOptions::default().command_timeout(), Duration::from_secs(2));
+    /// ```
     pub fn command_timeout(&self) -> Duration {
         self.command_timeout
     }
 
     /// The fixed identifier, if one was set.
+    ///
+    /// ```
+    /// # use redsem_core::LockOptions;
+    /// assert_eq!(LockOptions::default().identifier(), None);
+    /// ```
     pub fn identifier(&self) -> Option<&str> {
         match &self.identity {
             Identity::Fixed(id) => Some(id),
@@ -119,6 +168,11 @@ impl LockOptions {
 
     /// Whether the first acquire takes over a hold made elsewhere under the
     /// fixed identifier.
+    ///
+    /// ```
+    /// # use redsem_core::LockOptions;
+    /// assert!(!LockOptions::default().acquired_externally());
+    /// ```
     pub fn acquired_externally(&self) -> bool {
         self.acquired_externally
     }
