@@ -40,6 +40,19 @@ use crate::runtime::RuntimeContext;
 ///
 /// Cloning the backend clones the connection handle: the clone talks to the
 /// same server.
+///
+/// ```no_run
+/// use redsem_redis::{Mutex, RedisRsBackend};
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let backend = RedisRsBackend::connect("redis://127.0.0.1:6379").await?;
+/// let mutex = Mutex::new(backend, "jobs")?;
+/// let guard = mutex.acquire().await?;
+/// // ... work under the lock ...
+/// guard.release().await?;
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone)]
 pub struct RedisRsBackend<C = MultiplexedConnection> {
     conn: C,
@@ -57,6 +70,18 @@ where
     /// runs in, if any, and enters it whenever it polls redis-rs, so the
     /// backend works from any executor. Call it inside the runtime that owns
     /// the connection, or use [`with_runtime`](Self::with_runtime).
+    ///
+    /// ```no_run
+    /// use redsem_redis::{redis, RedisRsBackend};
+    ///
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let client = redis::Client::open("redis://127.0.0.1:6379/2")?;
+    /// let conn = client.get_multiplexed_async_connection().await?;
+    /// let backend = RedisRsBackend::new(conn);
+    /// # let _ = backend;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn new(conn: C) -> Self {
         RedisRsBackend {
             conn,
@@ -67,6 +92,21 @@ where
     /// Enters `handle`'s runtime while polling redis-rs, instead of the one
     /// captured by [`new`](Self::new). Use it when building the backend
     /// outside the runtime that owns the connection.
+    ///
+    /// ```no_run
+    /// use redsem_redis::{redis, Mutex, RedisRsBackend};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let runtime = tokio::runtime::Runtime::new()?;
+    /// let client = redis::Client::open("redis://127.0.0.1:6379")?;
+    /// let conn = runtime.block_on(client.get_multiplexed_async_connection())?;
+    /// let backend = RedisRsBackend::new(conn).with_runtime(runtime.handle().clone());
+    /// // usable from any executor now, such as a plain `block_on`:
+    /// let mutex = Mutex::new(backend, "jobs")?;
+    /// futures::executor::block_on(async { mutex.acquire().await?.release().await })?;
+    /// # Ok(())
+    /// # }
+    /// ```
     #[cfg(feature = "tokio")]
     #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
     #[must_use]
@@ -76,11 +116,31 @@ where
     }
 
     /// The connection.
+    ///
+    /// ```no_run
+    /// # use redsem_redis::RedisRsBackend;
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let backend = RedisRsBackend::connect("redis://127.0.0.1:6379").await?;
+    /// let mut conn = backend.connection().clone(); // for your own commands
+    /// let _: () = redsem_redis::redis::cmd("PING").query_async(&mut conn).await?;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn connection(&self) -> &C {
         &self.conn
     }
 
     /// The connection, giving up the backend.
+    ///
+    /// ```no_run
+    /// # use redsem_redis::RedisRsBackend;
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let backend = RedisRsBackend::connect("redis://127.0.0.1:6379").await?;
+    /// let conn: redsem_redis::redis::aio::MultiplexedConnection = backend.into_inner();
+    /// # let _ = conn;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn into_inner(self) -> C {
         self.conn
     }
