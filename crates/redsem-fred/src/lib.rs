@@ -56,6 +56,19 @@ use crate::runtime::RuntimeContext;
 ///
 /// Cloning the backend clones the client handle: the clone talks to the same
 /// server.
+///
+/// ```no_run
+/// use redsem_fred::{FredBackend, Semaphore};
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let backend = FredBackend::connect("redis://127.0.0.1:6379").await?;
+/// let pool = Semaphore::new(backend, "api", 5)?;
+/// let guard = pool.acquire().await?;
+/// // ... one of at most 5 holders ...
+/// guard.release().await?;
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone)]
 pub struct FredBackend<C = Client> {
     client: C,
@@ -80,6 +93,21 @@ where
     /// it whenever it polls fred, so the backend works from any executor.
     /// Call it inside the runtime that runs the client, or use
     /// [`with_runtime`](Self::with_runtime).
+    ///
+    /// ```no_run
+    /// use redsem_fred::fred::interfaces::ClientLike;
+    /// use redsem_fred::fred::types::{config::Config, Builder};
+    /// use redsem_fred::FredBackend;
+    ///
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let config = Config::from_url("redis://127.0.0.1:6379/2")?;
+    /// let client = Builder::from_config(config).build()?;
+    /// client.init().await?;
+    /// let backend = FredBackend::new(client);
+    /// # let _ = backend;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn new(client: C) -> Self {
         FredBackend {
             client,
@@ -91,6 +119,20 @@ where
     /// Enters `handle`'s runtime while polling fred, instead of the one
     /// captured by [`new`](Self::new). Use it when building the backend
     /// outside the runtime that runs the client.
+    ///
+    /// ```no_run
+    /// use redsem_fred::{FredBackend, Mutex};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let runtime = tokio::runtime::Runtime::new()?;
+    /// let backend = runtime.block_on(FredBackend::connect("redis://127.0.0.1:6379"))?;
+    /// let backend = backend.with_runtime(runtime.handle().clone());
+    /// // usable from any executor now, such as a plain `block_on`:
+    /// let mutex = Mutex::new(backend, "jobs")?;
+    /// futures::executor::block_on(async { mutex.acquire().await?.release().await })?;
+    /// # Ok(())
+    /// # }
+    /// ```
     #[must_use]
     pub fn with_runtime(mut self, handle: tokio::runtime::Handle) -> Self {
         self.runtime = RuntimeContext::from_handle(handle);
@@ -98,11 +140,32 @@ where
     }
 
     /// The client.
+    ///
+    /// ```no_run
+    /// # use redsem_fred::FredBackend;
+    /// use redsem_fred::fred::interfaces::ClientLike;
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let backend = FredBackend::connect("redis://127.0.0.1:6379").await?;
+    /// let _: String = backend.client().ping(None).await?; // for your own commands
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn client(&self) -> &C {
         &self.client
     }
 
     /// The client, giving up the backend.
+    ///
+    /// ```no_run
+    /// # use redsem_fred::FredBackend;
+    /// use redsem_fred::fred::interfaces::ClientLike;
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let backend = FredBackend::connect("redis://127.0.0.1:6379").await?;
+    /// let client = backend.into_inner();
+    /// client.quit().await?;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn into_inner(self) -> C {
         self.client
     }
