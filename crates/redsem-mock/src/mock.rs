@@ -33,6 +33,13 @@ pub struct MockBackend {
 impl MockBackend {
     /// A new node: no keys, an empty script cache, no faults, its clock at
     /// the current wall-clock time.
+    ///
+    /// ```
+    /// # use redsem_mock::MockBackend;
+    /// let redis = MockBackend::new();
+    /// assert!(redis.keys().is_empty());
+    /// assert!(redis.clone().is_same_node(&redis));
+    /// ```
     pub fn new() -> Self {
         MockBackend::with_clock(Clock::manual())
     }
@@ -59,11 +66,26 @@ impl MockBackend {
 
     /// The node's clock (shared by its clones and by nodes made
     /// [`with_clock`](Self::with_clock) from it).
+    ///
+    /// ```
+    /// # use redsem_mock::MockBackend;
+    /// use std::time::Duration;
+    /// let redis = MockBackend::new();
+    /// redis.time().advance(Duration::from_secs(1));
+    /// assert_eq!(redis.time().advanced(), Duration::from_secs(1));
+    /// ```
     pub fn time(&self) -> Clock {
         self.node.time.clone()
     }
 
     /// Whether `self` and `other` are handles to the same node.
+    ///
+    /// ```
+    /// # use redsem_mock::MockBackend;
+    /// let redis = MockBackend::new();
+    /// assert!(redis.is_same_node(&redis.clone()));
+    /// assert!(!redis.is_same_node(&MockBackend::new()));
+    /// ```
     pub fn is_same_node(&self, other: &MockBackend) -> bool {
         Arc::ptr_eq(&self.node, &other.node)
     }
@@ -72,6 +94,14 @@ impl MockBackend {
     /// time when the node was created, plus the (monotonic) time elapsed
     /// since, plus every [`advance`](Self::advance). Key expiry and `TIME`
     /// in scripts use this clock.
+    ///
+    /// ```
+    /// # use redsem_mock::MockBackend;
+    /// let redis = MockBackend::new();
+    /// let before = redis.now_ms();
+    /// redis.advance(std::time::Duration::from_millis(250));
+    /// assert!(redis.now_ms() - before >= 250);
+    /// ```
     pub fn now_ms(&self) -> i64 {
         self.node.lock().clock.now_ms()
     }
@@ -83,6 +113,15 @@ impl MockBackend {
     /// that work has settled (see [`Clock::advance`]). A key with a TTL of
     /// `t` is gone once the clock has moved `t` past the moment its TTL was
     /// set. Injected latency stays real time.
+    ///
+    /// ```
+    /// # use redsem_mock::MockBackend;
+    /// use std::time::Duration;
+    /// let redis = MockBackend::new();
+    /// redis.set_with_ttl("k", "v", Duration::from_secs(5));
+    /// redis.advance(Duration::from_secs(5));
+    /// assert!(!redis.exists("k")); // expired, without sleeping
+    /// ```
     pub fn advance(&self, by: Duration) {
         self.node.time.advance(by);
     }
@@ -90,17 +129,56 @@ impl MockBackend {
     /// Empties the script cache (`SCRIPT FLUSH`): the next `EVALSHA` of each
     /// script answers `NOSCRIPT`. Like Redis, the node also starts a new Lua
     /// state.
+    ///
+    /// ```
+    /// # use redsem_mock::MockBackend;
+    /// # use redsem_core::Mutex;
+    /// # futures::executor::block_on(async {
+    /// # use redsem_core::Mutex;
+    /// let redis = MockBackend::new();
+    /// Mutex::new(redis.clone(), "jobs")?.acquire().await?.release().await?;
+    /// assert!(redis.is_script_loaded(&redsem_core::script::MUTEX_RELEASE));
+    /// redis.flush_scripts();
+    /// assert!(!redis.is_script_loaded(&redsem_core::script::MUTEX_RELEASE));
+    /// # Ok::<(), redsem_core::LockError>(())
+    /// # }).unwrap();
+    /// ```
     pub fn flush_scripts(&self) {
         self.node.lock().scripts.clear();
     }
 
     /// Whether `script` is in the node's script cache (it was loaded by
     /// `EVAL` since the node was created, restarted or its scripts flushed).
+    ///
+    /// ```
+    /// # use redsem_mock::MockBackend;
+    /// # use redsem_core::Mutex;
+    /// # futures::executor::block_on(async {
+    /// # use redsem_core::Mutex;
+    /// let redis = MockBackend::new();
+    /// assert!(!redis.is_script_loaded(&redsem_core::script::MUTEX_RELEASE));
+    /// Mutex::new(redis.clone(), "jobs")?.acquire().await?.release().await?;
+    /// assert!(redis.is_script_loaded(&redsem_core::script::MUTEX_RELEASE));
+    /// # Ok::<(), redsem_core::LockError>(())
+    /// # }).unwrap();
+    /// ```
     pub fn is_script_loaded(&self, script: &Script) -> bool {
         self.node.lock().scripts.contains(script.sha1())
     }
 
     /// Backend calls made on this node so far, failed ones included.
+    ///
+    /// ```
+    /// # use redsem_mock::MockBackend;
+    /// # use redsem_core::Mutex;
+    /// # futures::executor::block_on(async {
+    /// # use redsem_core::Mutex;
+    /// let redis = MockBackend::new();
+    /// Mutex::new(redis.clone(), "jobs")?.acquire().await?.release().await?;
+    /// assert!(redis.calls() >= 2); // an acquire and a release
+    /// # Ok::<(), redsem_core::LockError>(())
+    /// # }).unwrap();
+    /// ```
     pub fn calls(&self) -> u64 {
         self.node.lock().stats.calls
     }
@@ -109,6 +187,18 @@ impl MockBackend {
     /// `"mutex_release"`), by `EVALSHA` or `EVAL`; native
     /// [`set_nx_px`](RedisBackend::set_nx_px) calls count under
     /// `"set_nx_px"`. A `NOSCRIPT` answer or any other error is not counted.
+    ///
+    /// ```
+    /// # use redsem_mock::MockBackend;
+    /// # use redsem_core::Mutex;
+    /// # futures::executor::block_on(async {
+    /// # use redsem_core::Mutex;
+    /// let redis = MockBackend::new();
+    /// Mutex::new(redis.clone(), "jobs")?.acquire().await?.release().await?;
+    /// assert_eq!(redis.script_calls("mutex_release"), 1);
+    /// # Ok::<(), redsem_core::LockError>(())
+    /// # }).unwrap();
+    /// ```
     pub fn script_calls(&self, name: &str) -> u64 {
         self.node
             .lock()
@@ -121,6 +211,19 @@ impl MockBackend {
 
     /// Sets [`calls`](Self::calls) and every
     /// [`script_calls`](Self::script_calls) back to zero.
+    ///
+    /// ```
+    /// # use redsem_mock::MockBackend;
+    /// # use redsem_core::Mutex;
+    /// # futures::executor::block_on(async {
+    /// # use redsem_core::Mutex;
+    /// let redis = MockBackend::new();
+    /// Mutex::new(redis.clone(), "jobs")?.acquire().await?.release().await?;
+    /// redis.reset_stats();
+    /// assert_eq!((redis.calls(), redis.script_calls("mutex_release")), (0, 0));
+    /// # Ok::<(), redsem_core::LockError>(())
+    /// # }).unwrap();
+    /// ```
     pub fn reset_stats(&self) {
         let mut state = self.node.lock();
         state.stats.calls = 0;
