@@ -568,11 +568,23 @@ impl BackendError {
     }
 
     /// The kind of failure.
+    ///
+    /// ```
+    /// use redsem_core::{BackendError, BackendErrorKind};
+    /// let err = BackendError::server_reply("NOSCRIPT No matching script");
+    /// assert_eq!(err.kind(), BackendErrorKind::NoScript);
+    /// ```
     pub fn kind(&self) -> BackendErrorKind {
         self.kind
     }
 
     /// The message, without the kind.
+    ///
+    /// ```
+    /// use redsem_core::{BackendError, BackendErrorKind};
+    /// let err = BackendError::new(BackendErrorKind::Other, "boom");
+    /// assert_eq!((err.message(), err.to_string().as_str()), ("boom", "error: boom"));
+    /// ```
     pub fn message(&self) -> &str {
         &self.message
     }
@@ -597,6 +609,12 @@ impl BackendError {
     /// Whether retrying the same call later can help (connection problems,
     /// timeouts, a server that is temporarily unavailable), as opposed to
     /// errors the server will repeat.
+    ///
+    /// ```
+    /// use redsem_core::{BackendError, BackendErrorKind};
+    /// assert!(BackendError::new(BackendErrorKind::Connection, "reset").is_retryable());
+    /// assert!(!BackendError::server_reply("NOPERM no permission").is_retryable());
+    /// ```
     pub fn is_retryable(&self) -> bool {
         matches!(
             self.kind,

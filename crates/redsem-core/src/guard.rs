@@ -127,6 +127,17 @@ impl LockGuard {
 
     /// How long the acquire that returned this guard waited, from its
     /// start to the attempt that succeeded.
+    ///
+    /// ```
+    /// # use redsem_core::Mutex;
+    /// # use redsem_mock::MockBackend;
+    /// # futures::executor::block_on(async {
+    /// let guard = Mutex::new(MockBackend::new(), "jobs")?.acquire().await?;
+    /// println!("got the lock after {:?}", guard.waited());
+    /// # guard.release().await?;
+    /// # Ok::<(), redsem_core::LockError>(())
+    /// # }).unwrap();
+    /// ```
     pub fn waited(&self) -> std::time::Duration {
         self.hold.waited
     }
@@ -309,6 +320,19 @@ impl LockGuard {
 /// A read-only view of a hold, from [`LockGuard::status`]: what work done
 /// under a lock may check (is it still held, for how long) without being
 /// able to release it. Cheap to clone.
+///
+/// ```
+/// use redsem_core::Mutex;
+/// use redsem_mock::MockBackend;
+/// # futures::executor::block_on(async {
+/// let mutex = Mutex::new(MockBackend::new(), "jobs")?;
+/// let ok = mutex
+///     .with_lock_status(|status| async move { status.is_acquired() && status.key() == "mutex:jobs" })
+///     .await?;
+/// assert!(ok);
+/// # Ok::<(), redsem_core::LockError>(())
+/// # }).unwrap();
+/// ```
 #[derive(Debug, Clone)]
 pub struct LockStatus {
     hold: Arc<Hold>,

@@ -136,6 +136,11 @@ scripts! {
 
 /// Every script redsem runs, for backends (such as the mock) that dispatch on
 /// the script.
+///
+/// ```
+/// use redsem_core::script;
+/// assert!(script::ALL.iter().any(|s| s.name() == "mutex_release"));
+/// ```
 pub static ALL: [&Script; 9] = [
     &MUTEX_ACQUIRE,
     &MUTEX_REFRESH,

@@ -25,6 +25,18 @@ use crate::node::Node;
 /// calls, ignore injected faults and are not counted.
 ///
 /// See the [crate documentation](crate) for examples.
+///
+/// ```
+/// use redsem_core::Mutex;
+/// use redsem_mock::MockBackend;
+/// # futures::executor::block_on(async {
+/// let redis = MockBackend::new();
+/// let guard = Mutex::new(redis.clone(), "jobs")?.acquire().await?; // the code under test
+/// assert!(redis.exists("mutex:jobs")); // the test's view
+/// guard.release().await?;
+/// # Ok::<(), redsem_core::LockError>(())
+/// # }).unwrap();
+/// ```
 #[derive(Clone)]
 pub struct MockBackend {
     pub(crate) node: Arc<Node>,

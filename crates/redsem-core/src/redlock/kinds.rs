@@ -239,6 +239,14 @@ impl<B: RedisBackend + 'static> RedlockSemaphore<B> {
     }
 
     /// The nodes, in the order given.
+    ///
+    /// ```
+    /// # use redsem_mock::MockBackend;
+    /// let nodes = vec![MockBackend::new(), MockBackend::new(), MockBackend::new()];
+    /// let pool = redsem_core::RedlockSemaphore::new(nodes.clone(), "pool", 2)?;
+    /// assert!(pool.nodes()[0].is_same_node(&nodes[0]));
+    /// # Ok::<(), redsem_core::LockError>(())
+    /// ```
     pub fn nodes(&self) -> &[B] {
         &self.core.protocol.nodes
     }
@@ -343,6 +351,14 @@ impl<B: RedisBackend + 'static> RedlockMultiSemaphore<B> {
     }
 
     /// The number of slots.
+    ///
+    /// ```
+    /// # use redsem_mock::MockBackend;
+    /// let nodes = vec![MockBackend::new(), MockBackend::new(), MockBackend::new()];
+    /// let gpu = redsem_core::RedlockMultiSemaphore::new(nodes, "gpu", 8, 3)?;
+    /// assert_eq!(gpu.limit(), 8);
+    /// # Ok::<(), redsem_core::LockError>(())
+    /// ```
     pub fn limit(&self) -> u32 {
         self.core.protocol.commands.limit
     }
@@ -362,6 +378,14 @@ impl<B: RedisBackend + 'static> RedlockMultiSemaphore<B> {
     }
 
     /// The nodes, in the order given.
+    ///
+    /// ```
+    /// # use redsem_mock::MockBackend;
+    /// let nodes = vec![MockBackend::new(), MockBackend::new(), MockBackend::new()];
+    /// let gpu = redsem_core::RedlockMultiSemaphore::new(nodes.clone(), "gpu", 8, 3)?;
+    /// assert_eq!(gpu.nodes().len(), 3);
+    /// # Ok::<(), redsem_core::LockError>(())
+    /// ```
     pub fn nodes(&self) -> &[B] {
         &self.core.protocol.nodes
     }
