@@ -23,6 +23,7 @@ use crate::protocol::{Leftover, Refreshed, Retry};
 use crate::shutdown::spawn_cleanup;
 use crate::single::too_slow;
 use crate::time::{sleep_until, within};
+use crate::wait::Pause;
 
 /// Whether acquire waits (retrying) or makes a single attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,10 +142,18 @@ pub(crate) async fn acquire(
         return take_over(core, mode, id, claim).await;
     }
 
+    let notifications = match mode {
+        Mode::Wait => core.protocol.notifications(),
+        Mode::Try => None,
+    };
+    let mut pause = Pause::new(notifications, core.protocol.key(), clock);
+    pause.queue_first(options.retry_interval, deadline).await;
+
     let (mut attempts, mut failed, mut in_a_row) = (0u32, 0u32, 0u32);
     let mut last_error = None;
     loop {
         attempts = attempts.saturating_add(1);
+        pause.before_attempt();
         let started = clock.now();
         let mut in_flight = InFlight {
             core,
@@ -161,7 +170,7 @@ pub(crate) async fn acquire(
             }
             other => other,
         };
-        let delay = match outcome {
+        let failure_delay = match outcome {
             Ok(Some(valid_until)) => {
                 in_flight.armed = false;
                 drop(in_flight);
@@ -185,7 +194,7 @@ pub(crate) async fn acquire(
                 if undoing && !fixed {
                     id = options.identity.make();
                 }
-                backoff::after_busy(options.retry_interval)
+                None
             }
             // The failed call may still have taken the lock (in part). A
             // fixed identifier is cleaned up before it is used again; a
@@ -211,7 +220,11 @@ pub(crate) async fn acquire(
                     clean_up_in_background(core, &id, started, leftover, FixedIdClaim::none());
                     id = options.identity.make();
                 }
-                backoff::after_failure(options.retry_interval, in_a_row, backoff::FAILURE_CAP)
+                Some(backoff::after_failure(
+                    options.retry_interval,
+                    in_a_row,
+                    backoff::FAILURE_CAP,
+                ))
             }
             Err(e) => {
                 in_flight.armed = false;
@@ -227,39 +240,26 @@ pub(crate) async fn acquire(
                 _ => Ok(None),
             };
         }
-        if options.max_attempts.is_some_and(|max| attempts >= max) {
-            let limit = AcquireLimit::Attempts(attempts);
+        let limit = if options.max_attempts.is_some_and(|max| attempts >= max) {
+            Some(AcquireLimit::Attempts(attempts))
+        } else if deadline.is_some_and(|d| clock.now() >= d) {
+            Some(AcquireLimit::Timeout(options.acquire_timeout))
+        } else {
+            None
+        };
+        if let Some(limit) = limit {
             let last_error = match last_error {
                 None => explain_busy(core).await,
                 some => some,
             };
             return Err(core.timeout_error(limit, attempts, failed, last_error));
         }
-        let now = clock.now();
-        match deadline {
-            Some(deadline) if now >= deadline => {
-                let limit = AcquireLimit::Timeout(options.acquire_timeout);
-                let last_error = match last_error {
-                    None => explain_busy(core).await,
-                    some => some,
-                };
-                return Err(core.timeout_error(limit, attempts, failed, last_error));
-            }
-            // Never sleep past the deadline: the last attempt happens at it.
-            Some(deadline) => {
-                sleep_until(
-                    clock,
-                    now.checked_add(delay).unwrap_or(deadline).min(deadline),
-                )
-                .await
-            }
-            None => {
-                sleep_until(
-                    clock,
-                    now.checked_add(delay)
-                        .unwrap_or_else(crate::time::far_future),
-                )
-                .await
+        // Never pause past the deadline: the last attempt happens at it.
+        match failure_delay {
+            None => pause.after_busy(options.retry_interval, deadline).await,
+            Some(delay) => {
+                let until = deadline.unwrap_or_else(crate::time::far_future);
+                pause.sleep(delay, until).await
             }
         }
     }

@@ -306,6 +306,24 @@ pub trait RedisBackend: Send + Sync + fmt::Debug {
         crate::Clock::system()
     }
 
+    /// Release notifications, if this backend can subscribe: waiters are
+    /// then woken by a release instead of polling, and this backend's
+    /// releases publish. `None` (the provided default) keeps polling,
+    /// which always works.
+    ///
+    /// An adapter that implements it owns a [`Notifications`](crate::Notifications)
+    /// hub fed by its subscriber connection; see its docs for the contract.
+    ///
+    /// ```
+    /// use redsem_core::{Channels, RedisBackend};
+    /// use redsem_mock::MockBackend;
+    /// let hub = MockBackend::new().notifications().cloned();
+    /// assert_eq!(hub.map(|h| h.channels()), Some(Channels::Global));
+    /// ```
+    fn notifications(&self) -> Option<&crate::Notifications> {
+        None
+    }
+
     /// The identity of the Redis server this backend reaches: its `run_id`.
     /// Redlock compares them to refuse two backends that reach the same
     /// server (which would count one server's vote twice).
@@ -410,6 +428,10 @@ macro_rules! forward_backend {
 
             fn clock(&self) -> crate::Clock {
                 (**self).clock()
+            }
+
+            fn notifications(&self) -> Option<&crate::Notifications> {
+                (**self).notifications()
             }
         }
     )*};

@@ -46,6 +46,20 @@ pub(crate) trait Commands: Send + Sync + fmt::Debug + 'static {
     }
 }
 
+/// The publish command a script announces a freed lock with, when the
+/// node offers notifications; absent otherwise (no subscriber to wake).
+fn publish_arg<B: RedisBackend + ?Sized>(node: &B) -> Option<Arg<'static>> {
+    let channels = node.notifications()?.channels();
+    Some(Arg::Str(channels.publish_command()))
+}
+
+/// `args` followed by the publish command, if any.
+fn with_publish<'a, B: RedisBackend + ?Sized>(node: &B, args: &[Arg<'a>]) -> Vec<Arg<'a>> {
+    let mut all = args.to_vec();
+    all.extend(publish_arg(node));
+    all
+}
+
 fn ttl_arg(ttl_ms: u64) -> Arg<'static> {
     // Options cap the lock timeout at 2^62 ms, so this never saturates.
     Arg::Int(i64::try_from(ttl_ms).unwrap_or(i64::MAX))
@@ -78,7 +92,7 @@ impl Commands for MutexCommands {
     where
         B: RedisBackend + ?Sized,
     {
-        let args = [Arg::Str(id), ttl_arg(ttl_ms)];
+        let args = with_publish(node, &[Arg::Str(id), ttl_arg(ttl_ms)]);
         let reply = node.run_script(&MUTEX_REFRESH, &[&self.key], &args).await?;
         Ok(reply.expect_i64(&MUTEX_REFRESH)? == 1)
     }
@@ -87,9 +101,8 @@ impl Commands for MutexCommands {
     where
         B: RedisBackend + ?Sized,
     {
-        let reply = node
-            .run_script(&MUTEX_RELEASE, &[&self.key], &[Arg::Str(id)])
-            .await?;
+        let args = with_publish(node, &[Arg::Str(id)]);
+        let reply = node.run_script(&MUTEX_RELEASE, &[&self.key], &args).await?;
         Ok(reply.expect_i64(&MUTEX_RELEASE)? == 1)
     }
 
@@ -164,6 +177,7 @@ impl Commands for SemaphoreCommands {
             Arg::Str(id),
             ttl_arg(ttl_ms),
         ];
+        let args = with_publish(node, &args);
         let reply = node
             .run_script(&SEMAPHORE_REFRESH, &[&self.key], &args)
             .await?;
@@ -174,7 +188,7 @@ impl Commands for SemaphoreCommands {
     where
         B: RedisBackend + ?Sized,
     {
-        let args = [Arg::Int(i64::from(self.permits)), Arg::Str(id)];
+        let args = with_publish(node, &[Arg::Int(i64::from(self.permits)), Arg::Str(id)]);
         let reply = node
             .run_script(&SEMAPHORE_RELEASE, &[&self.key], &args)
             .await?;

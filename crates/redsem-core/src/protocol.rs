@@ -41,6 +41,12 @@ pub(crate) trait Protocol: Send + Sync + fmt::Debug + 'static {
     /// the first node's).
     fn clock(&self) -> &Clock;
 
+    /// Release notifications for waiters on this lock's key, if the
+    /// protocol's backend offers them (single node only: Redlock polls).
+    fn notifications(&self) -> Option<&crate::Notifications> {
+        None
+    }
+
     /// One acquire attempt started at `started`: `Some(valid_until)` when
     /// acquired, `None` when busy. An `Err` means the attempt may have
     /// taken the lock in part: the caller cleans up with `release`.

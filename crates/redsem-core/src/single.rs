@@ -55,6 +55,10 @@ impl<C: Commands, B: RedisBackend + 'static> Protocol for SingleNode<C, B> {
         &self.clock
     }
 
+    fn notifications(&self) -> Option<&crate::Notifications> {
+        self.backend.notifications()
+    }
+
     async fn acquire(
         &self,
         id: &str,

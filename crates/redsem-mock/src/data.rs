@@ -45,6 +45,9 @@ struct Entry {
 #[derive(Debug, Default)]
 pub(crate) struct Keyspace {
     entries: HashMap<Vec<u8>, Entry>,
+    /// Channels published on by the running command or script, for the
+    /// node to deliver when it is done (not data: never persisted).
+    pub(crate) outbox: Vec<Vec<u8>>,
 }
 
 impl Keyspace {

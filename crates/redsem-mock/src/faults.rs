@@ -248,7 +248,14 @@ impl MockBackend {
     /// # }).unwrap();
     /// ```
     pub fn go_down(&self) {
-        self.node.lock().faults.down = true;
+        let dropped = {
+            let mut state = self.node.lock();
+            state.faults.down = true;
+            state.drop_subscriptions()
+        };
+        if dropped {
+            self.node.notifications.reset();
+        }
     }
 
     /// Brings the node back up after [`go_down`](Self::go_down), data intact.
@@ -290,9 +297,15 @@ impl MockBackend {
     /// assert!(!redis.is_down() && !redis.exists("k"));
     /// ```
     pub fn restart(&self) {
-        let mut state = self.node.lock();
-        state.data.clear();
-        state.scripts.clear();
-        state.faults.down = false;
+        let dropped = {
+            let mut state = self.node.lock();
+            state.data.clear();
+            state.scripts.clear();
+            state.faults.down = false;
+            state.drop_subscriptions()
+        };
+        if dropped {
+            self.node.notifications.reset();
+        }
     }
 }

@@ -72,7 +72,7 @@ impl MockBackend {
     /// ```
     pub fn with_clock(clock: Clock) -> Self {
         MockBackend {
-            node: Arc::new(Node::new(clock)),
+            node: Arc::new_cyclic(|me| Node::new(clock, me.clone())),
         }
     }
 
@@ -309,6 +309,14 @@ impl RedisBackend for MockBackend {
     /// nodes. Not a backend call: no faults, not counted.
     fn clock(&self) -> Clock {
         self.node.time.clone()
+    }
+
+    /// The node's release notifications: its scripts' `PUBLISH` reaches the
+    /// channels subscribed through it, so waiters on a mock are woken as on
+    /// Redis. Subscribing is a call to the node (faults apply); going down
+    /// or restarting drops the subscriptions.
+    fn notifications(&self) -> Option<&redsem_core::Notifications> {
+        Some(&self.node.notifications)
     }
 
     async fn server_id(&self) -> Result<Option<String>, BackendError> {

@@ -1,10 +1,14 @@
 //! One node's state behind one lock, and the path every backend call takes
 //! through the injected faults.
 
-use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Mutex, MutexGuard, Weak};
 
-use redsem_core::{Arg, BackendError, BackendErrorKind, Reply, Script};
+use async_trait::async_trait;
+
+use redsem_core::{
+    Arg, BackendError, BackendErrorKind, Channels, Notifications, Reply, Script, Subscriber,
+};
 
 use crate::clock::EpochClock;
 use crate::data::Keyspace;
@@ -37,6 +41,26 @@ pub(crate) struct State {
     pub(crate) clock: EpochClock,
     pub(crate) faults: Faults,
     pub(crate) stats: Stats,
+    /// Channels the node's notification hub subscribed to.
+    pub(crate) subscribed: HashSet<Vec<u8>>,
+}
+
+impl State {
+    /// Takes what the last command published to a subscribed channel.
+    fn deliveries(&mut self) -> Vec<Vec<u8>> {
+        let published = std::mem::take(&mut self.data.outbox);
+        published
+            .into_iter()
+            .filter(|channel| self.subscribed.contains(channel))
+            .collect()
+    }
+
+    /// The subscriber connection is gone (the node went down or restarted).
+    pub(crate) fn drop_subscriptions(&mut self) -> bool {
+        let had = !self.subscribed.is_empty();
+        self.subscribed.clear();
+        had
+    }
 }
 
 impl State {
@@ -74,20 +98,61 @@ pub(crate) struct Node {
     /// outside the lock, because advancing it runs redsem's timers, which
     /// call the node.
     pub(crate) time: redsem_core::Clock,
+    /// Release notifications: its subscriptions live in `State::subscribed`,
+    /// reached through the calls (and faults) of any other client.
+    pub(crate) notifications: Notifications,
+}
+
+/// The mock's subscriber connection.
+#[derive(Debug)]
+struct MockSubscriber(Weak<Node>);
+
+impl MockSubscriber {
+    async fn set(&self, channel: &str, on: bool) -> Result<(), BackendError> {
+        let Some(node) = self.0.upgrade() else {
+            return Err(BackendError::new(
+                BackendErrorKind::Connection,
+                "node dropped",
+            ));
+        };
+        node.call(|state, _| {
+            let channel = channel.as_bytes().to_vec();
+            if on {
+                state.subscribed.insert(channel);
+            } else {
+                state.subscribed.remove(&channel);
+            }
+            Ok(())
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl Subscriber for MockSubscriber {
+    async fn subscribe(&self, channel: &str) -> Result<(), BackendError> {
+        self.set(channel, true).await
+    }
+
+    async fn unsubscribe(&self, channel: &str) -> Result<(), BackendError> {
+        self.set(channel, false).await
+    }
 }
 
 impl Node {
-    pub(crate) fn new(time: redsem_core::Clock) -> Self {
+    pub(crate) fn new(time: redsem_core::Clock, me: Weak<Node>) -> Self {
         let state = State {
             data: Keyspace::default(),
             scripts: Scripts::default(),
             clock: EpochClock::new(time.clone()),
             faults: Faults::default(),
             stats: Stats::default(),
+            subscribed: HashSet::new(),
         };
         Node {
             state: Mutex::new(state),
             time,
+            notifications: Notifications::new(Channels::Global, MockSubscriber(me)),
         }
     }
 
@@ -141,7 +206,13 @@ impl Node {
                         state.faults.check_up()?;
                         state.faults.take_injected()?;
                         let now = state.clock.now_ms();
-                        return op(&mut state, now);
+                        let result = op(&mut state, now);
+                        let deliveries = state.deliveries();
+                        drop(state);
+                        for channel in deliveries {
+                            self.notifications.notify(&channel);
+                        }
+                        return result;
                     }
                 }
             };

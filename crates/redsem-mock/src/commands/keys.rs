@@ -295,7 +295,11 @@ pub(super) fn echo(c: &mut Call<'_>) -> CmdResult {
     Ok(Resp::Bulk(c.args[1].clone()))
 }
 
-/// `PUBLISH channel message` and `SPUBLISH`: nobody subscribes to the mock.
-pub(super) fn publish(_: &mut Call<'_>) -> CmdResult {
+/// `PUBLISH channel message` and `SPUBLISH`: the channel goes to the
+/// keyspace's outbox; the node delivers it to its subscriptions once the
+/// command or script is done. Replies 0, as if nobody listened (the count
+/// is only known at delivery).
+pub(super) fn publish(c: &mut Call<'_>) -> CmdResult {
+    c.data.outbox.push(c.args[1].clone());
     Ok(Resp::Int(0))
 }

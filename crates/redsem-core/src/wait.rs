@@ -1,0 +1,117 @@
+//! Pausing between acquire attempts: a jittered sleep, or, where the
+//! backend offers release notifications, a place in the key's queue (see
+//! `notify.rs`): the head tries when a release is announced and polls
+//! rarely; the others wait for their turn.
+
+use std::future::poll_fn;
+use std::pin::pin;
+use std::time::{Duration, Instant};
+
+use futures::future::{select, Either};
+
+use crate::backoff;
+use crate::clock::Clock;
+use crate::notify::{Notifications, Ticket, Turn};
+use crate::time::{far_future, sleep_until};
+
+/// With notifications on, the head of the queue still polls, this many
+/// times less often than `retry_interval`: for releases nobody announces
+/// (an expiry, a Node redis-semaphore holder) and lost messages.
+pub(crate) const HEAD_POLL_FACTOR: u32 = 5;
+/// The others poll this rarely, in case the head stops being polled (a
+/// task that keeps its acquire future but no longer runs it).
+pub(crate) const QUEUE_POLL: Duration = Duration::from_secs(10);
+
+/// A waiter's way of pausing, for one acquire.
+pub(crate) struct Pause<'a> {
+    notifications: Option<&'a Notifications>,
+    channel: &'a str,
+    clock: &'a Clock,
+    ticket: Option<Ticket>,
+    /// Message count of the channel before the last attempt.
+    seen: Option<u64>,
+}
+
+impl<'a> Pause<'a> {
+    pub(crate) fn new(
+        notifications: Option<&'a Notifications>,
+        channel: &'a str,
+        clock: &'a Clock,
+    ) -> Self {
+        Pause {
+            notifications,
+            channel,
+            clock,
+            ticket: None,
+            seen: None,
+        }
+    }
+
+    /// A newcomer queues behind waiters of this process instead of trying
+    /// first, so the lock goes to them in order.
+    pub(crate) async fn queue_first(
+        &mut self,
+        retry_interval: Duration,
+        deadline: Option<Instant>,
+    ) {
+        let Some(hub) = self.notifications else {
+            return;
+        };
+        if hub.has_queue(self.channel) {
+            self.seen = hub.messages(self.channel);
+            self.ticket = Some(hub.join(self.channel, self.seen, self.clock));
+            self.after_busy(retry_interval, deadline).await;
+        }
+    }
+
+    /// Call right before each attempt.
+    pub(crate) fn before_attempt(&mut self) {
+        if let Some(hub) = self.notifications {
+            self.seen = hub.messages(self.channel);
+        }
+    }
+
+    /// After a busy answer: until a release is announced, the fallback poll
+    /// is due, or `deadline` (the last attempt happens at it).
+    pub(crate) async fn after_busy(&mut self, retry_interval: Duration, deadline: Option<Instant>) {
+        let deadline = deadline.unwrap_or_else(far_future);
+        let (Some(hub), clock) = (self.notifications, self.clock) else {
+            let delay = backoff::after_busy(retry_interval);
+            return self.sleep(delay, deadline).await;
+        };
+        let ticket = self
+            .ticket
+            .get_or_insert_with(|| hub.join(self.channel, self.seen, clock));
+        loop {
+            let delay = match ticket.place() {
+                (_, false) => backoff::after_busy(retry_interval),
+                (true, true) => {
+                    backoff::after_busy(retry_interval.saturating_mul(HEAD_POLL_FACTOR))
+                }
+                (false, true) => backoff::after_busy(
+                    QUEUE_POLL.max(retry_interval.saturating_mul(HEAD_POLL_FACTOR)),
+                ),
+            };
+            let at = clock
+                .now()
+                .checked_add(delay)
+                .unwrap_or(deadline)
+                .min(deadline);
+            let turn = pin!(poll_fn(|cx| ticket.poll_turn(cx)));
+            match select(turn, pin!(sleep_until(clock, at))).await {
+                Either::Left((Turn::Changed, _)) => continue,
+                Either::Left((Turn::Credit, _)) | Either::Right(_) => return,
+            }
+        }
+    }
+
+    /// Sleeps `delay` (after a failure), keeping the place in the queue.
+    pub(crate) async fn sleep(&self, delay: Duration, deadline: Instant) {
+        let now = self.clock.now();
+        sleep_until(
+            self.clock,
+            now.checked_add(delay).unwrap_or(deadline).min(deadline),
+        )
+        .await;
+    }
+}
