@@ -1,16 +1,19 @@
-//! The conformance scenarios on `redsem-mock`, under
-//! `futures::executor::block_on` (no async runtime at all).
+//! The conformance scenarios on `redsem-mock`, on the mock's virtual clock:
+//! no async runtime at all, and time passes only while a scenario waits
+//! (see `common::time`), so a "hold past the lock timeout" costs no wall
+//! time.
 
 mod common;
 
-use common::mock_node::mock_env;
+use common::mock_node::virtual_mock_env;
 use common::scenarios::*;
 
 macro_rules! scenario_tests {
     ($($name:ident: $nodes:expr => $path:path,)*) => {$(
         #[test]
         fn $name() {
-            futures::executor::block_on($path(mock_env($nodes)));
+            let env = virtual_mock_env($nodes);
+            env.time.clone().block_on($path(env));
         }
     )*};
 }

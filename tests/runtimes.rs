@@ -27,6 +27,7 @@ fn reuse(env: &Env) -> Env {
     Env {
         nodes: env.nodes.clone(),
         mock: env.mock,
+        time: env.time.clone(),
     }
 }
 

@@ -8,17 +8,34 @@ use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use futures::future::{join, FutureExt};
-use redsem_core::{Clock, LockError, LockOptions, LostReason, Mutex, RedlockMutex};
+use redsem_core::{Clock, LockError, LockGuard, LockOptions, LostReason, Mutex, RedlockMutex};
 use redsem_mock::MockBackend;
 
 fn block_on<T>(fut: impl std::future::Future<Output = T>) -> T {
     futures::executor::block_on(fut)
 }
 
+/// Runs `test` under `block_on` and checks it took less than `limit` of
+/// wall time (the point of these tests: virtual seconds, real milliseconds).
+fn within_wall_time(limit: Duration, test: impl std::future::Future<Output = ()>) {
+    let wall = Instant::now();
+    block_on(test);
+    assert!(wall.elapsed() < limit, "{:?}", wall.elapsed());
+}
+
+/// A mutex on `key` with the default options, held.
+async fn held(redis: &MockBackend, key: &str) -> LockGuard {
+    Mutex::new(redis.clone(), key)
+        .unwrap()
+        .acquire()
+        .await
+        .unwrap()
+}
+
 const HOUR: Duration = Duration::from_secs(3600);
 
 /// The loss, if `guard.lost()` has resolved.
-fn lost_now(guard: &redsem_core::LockGuard) -> Option<LockError> {
+fn lost_now(guard: &LockGuard) -> Option<LockError> {
     match pin!(guard.lost()).poll_unpin(&mut std::task::Context::from_waker(
         futures::task::noop_waker_ref(),
     )) {
@@ -31,14 +48,9 @@ fn lost_now(guard: &redsem_core::LockGuard) -> Option<LockError> {
 /// virtual seconds: the loss is reported, in well under a second.
 #[test]
 fn a_lock_without_refresh_is_lost_after_its_ttl() {
-    let wall = Instant::now();
-    block_on(async {
+    within_wall_time(Duration::from_secs(1), async {
         let redis = MockBackend::new();
-        let guard = Mutex::new(redis.clone(), "jobs")
-            .unwrap()
-            .acquire()
-            .await
-            .unwrap();
+        let guard = held(&redis, "jobs").await;
         guard.stop_refresh();
         redis.advance(Duration::from_secs(11));
         assert!(!guard.is_acquired());
@@ -55,24 +67,14 @@ fn a_lock_without_refresh_is_lost_after_its_ttl() {
         );
         assert_eq!(redis.get("mutex:jobs"), None);
     });
-    assert!(
-        wall.elapsed() < Duration::from_secs(1),
-        "{:?}",
-        wall.elapsed()
-    );
 }
 
 /// ...and with refresh running, a virtual hour keeps the lock.
 #[test]
 fn refresh_keeps_a_lock_for_a_virtual_hour() {
-    let wall = Instant::now();
-    block_on(async {
+    within_wall_time(Duration::from_secs(5), async {
         let redis = MockBackend::new();
-        let guard = Mutex::new(redis.clone(), "jobs")
-            .unwrap()
-            .acquire()
-            .await
-            .unwrap();
+        let guard = held(&redis, "jobs").await;
         redis.reset_stats();
         redis.advance(HOUR);
         assert!(guard.is_acquired());
@@ -82,24 +84,14 @@ fn refresh_keeps_a_lock_for_a_virtual_hour() {
         assert_eq!(redis.script_calls("mutex_refresh"), 1080);
         guard.release().await.unwrap();
     });
-    assert!(
-        wall.elapsed() < Duration::from_secs(5),
-        "{:?}",
-        wall.elapsed()
-    );
 }
 
 /// An acquire on a busy lock times out after its (virtual) acquire timeout.
 #[test]
 fn an_acquire_times_out_in_virtual_time() {
-    let wall = Instant::now();
-    block_on(async {
+    within_wall_time(Duration::from_secs(2), async {
         let redis = MockBackend::new();
-        let _holder = Mutex::new(redis.clone(), "busy")
-            .unwrap()
-            .acquire()
-            .await
-            .unwrap();
+        let _holder = held(&redis, "busy").await;
         let options = LockOptions::builder()
             .acquire_timeout(Duration::from_secs(30))
             .build()
@@ -112,11 +104,6 @@ fn an_acquire_times_out_in_virtual_time() {
         let err = result.unwrap_err();
         assert!(err.is_timeout() && !err.is_unreachable(), "{err:?}");
     });
-    assert!(
-        wall.elapsed() < Duration::from_secs(2),
-        "{:?}",
-        wall.elapsed()
-    );
 }
 
 /// A hung Redis: the refresh call is bounded by the command timeout on the
@@ -125,11 +112,7 @@ fn an_acquire_times_out_in_virtual_time() {
 fn a_hung_redis_loses_the_lock_in_virtual_time() {
     block_on(async {
         let redis = MockBackend::new();
-        let guard = Mutex::new(redis.clone(), "hung")
-            .unwrap()
-            .acquire()
-            .await
-            .unwrap();
+        let guard = held(&redis, "hung").await;
         redis.hang();
         redis.advance(Duration::from_secs(9));
         assert!(guard.is_acquired(), "still valid at 9 s");

@@ -18,6 +18,7 @@ use redsem_core::RedisBackend;
 use redsem_testing::{RedisCluster, RedisServer, RespValue};
 
 use super::node::{Env, Node};
+use super::time::Time;
 
 /// Scenarios that stop, start or pause their node, which the cluster runners
 /// skip: node faults are exercised on single servers (the conformance_redis
@@ -273,6 +274,7 @@ where
                 let env = Env {
                     nodes: vec![Arc::new(ClusterNode::new(connect().await))],
                     mock: false,
+                    time: Time::Real,
                 };
                 tokio::time::timeout(SCENARIO_TIMEOUT, (scenario.run)(env))
                     .await

@@ -2,10 +2,11 @@
 
 use std::sync::Arc;
 
-use redsem_core::RedisBackend;
+use redsem_core::{Clock, RedisBackend};
 use redsem_mock::MockBackend;
 
 use super::node::{Env, Node};
+use super::time::Time;
 
 pub struct MockNode(pub MockBackend);
 
@@ -58,10 +59,30 @@ impl Node for MockNode {
     }
 }
 
-/// `n` separate mock nodes.
+/// `n` separate mock nodes on one manual clock, whose scenario sleeps for
+/// real (the clock follows real time too): for any executor.
 pub fn mock_env(n: usize) -> Env {
-    let nodes = (0..n)
-        .map(|_| Arc::new(MockNode(MockBackend::new())) as Arc<dyn Node>)
-        .collect();
-    Env { nodes, mock: true }
+    Env {
+        nodes: mock_nodes(n, &Clock::manual()),
+        mock: true,
+        time: Time::Real,
+    }
+}
+
+/// `n` separate mock nodes on one manual clock that the scenario's time
+/// follows: run the scenario with `env.time.block_on`, which moves the
+/// clock whenever the scenario waits.
+pub fn virtual_mock_env(n: usize) -> Env {
+    let clock = Clock::manual();
+    Env {
+        nodes: mock_nodes(n, &clock),
+        mock: true,
+        time: Time::virtual_on(clock),
+    }
+}
+
+fn mock_nodes(n: usize, clock: &Clock) -> Vec<Arc<dyn Node>> {
+    (0..n)
+        .map(|_| Arc::new(MockNode(MockBackend::with_clock(clock.clone()))) as Arc<dyn Node>)
+        .collect()
 }

@@ -11,6 +11,7 @@ pub mod node;
 pub mod real_node;
 pub mod runner;
 pub mod scenarios;
+pub mod time;
 pub mod timing;
 
 pub use node::Env;

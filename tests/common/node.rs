@@ -5,6 +5,8 @@ use std::sync::Arc;
 
 use redsem_core::RedisBackend;
 
+use super::time::Time;
+
 /// A Redis node a scenario can inspect and break. Inspection is synchronous
 /// and bypasses the backend under test.
 pub trait Node: Send + Sync {
@@ -44,6 +46,9 @@ pub struct Env {
     /// Whether the nodes are `redsem-mock` (some checks need real servers or
     /// mock-only controls).
     pub mock: bool,
+    /// How the scenario lets time pass: real, or the mock nodes' shared
+    /// virtual clock.
+    pub time: Time,
 }
 
 impl Env {

@@ -7,6 +7,7 @@ use redsem_core::RedisBackend;
 use redsem_testing::{RedisServer, RespValue};
 
 use super::node::{Env, Node};
+use super::time::Time;
 
 pub struct RealNode {
     server: Mutex<RedisServer>,
@@ -115,5 +116,9 @@ where
             backend,
         }));
     }
-    Env { nodes, mock: false }
+    Env {
+        nodes,
+        mock: false,
+        time: Time::Real,
+    }
 }

@@ -5,6 +5,10 @@
 //! `mutex` (listed here), `semaphore`, `multi_semaphore` and `redlock` each
 //! hold one lock family and its list; `support` holds the helpers they
 //! share.
+//!
+//! A scenario lets time pass and measures it only through `env.time`
+//! (`sleep`, `now`, `since`, `wait_until`; see `common::time`): real time
+//! on real servers, the nodes' virtual clock on the mock.
 
 pub mod multi_semaphore;
 pub mod mutex;

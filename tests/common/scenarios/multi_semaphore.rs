@@ -16,10 +16,10 @@ use super::semaphore::{
 };
 use super::support::{
     assert_default_ttl, assert_lost, assert_message, fixed_identifier, invalid_option, no_refresh,
-    rejected, sorted, takeover, wait_until, Backend, LossCount,
+    rejected, sorted, takeover, Backend, LossCount,
 };
 use crate::common::node::Node;
-use crate::common::timing::{sleep, t, OUTLIVE};
+use crate::common::timing::{t, OUTLIVE};
 use crate::common::Env;
 
 fn multi(env: &Env, limit: u32, permits: u32) -> MultiSemaphore<Backend> {
@@ -149,7 +149,7 @@ pub async fn refresh_keeps_all_permits(env: Env) {
     let node = env.node();
     let g1 = multi(&env, 3, 2).acquire().await.unwrap();
     let g2 = multi(&env, 3, 1).acquire().await.unwrap();
-    sleep(OUTLIVE).await;
+    env.time.sleep(OUTLIVE).await;
     let (id1, id2) = (g1.identifier().to_owned(), g2.identifier().to_owned());
     let mut all = members(&id1, 2);
     all.extend(members(&id2, 1));
@@ -162,14 +162,13 @@ pub async fn refresh_keeps_all_permits(env: Env) {
 /// MSEM-06: after stop_refresh a holder's members are pruned by the others'
 /// refresh (not early); the last holder goes with the key's TTL.
 pub async fn stop_refresh_lets_it_expire(env: Env) {
-    let node = env.node();
     let g1 = multi(&env, 3, 2).acquire().await.unwrap();
     let g2 = multi(&env, 3, 1).acquire().await.unwrap();
     let left = members(g2.identifier(), 1);
-    pruned_after_stop_refresh(node, &g1, &left).await;
+    pruned_after_stop_refresh(&env, &g1, &left).await;
     assert!(g2.is_acquired());
 
-    expires_with_the_key(node, &g2).await;
+    expires_with_the_key(&env, &g2).await;
     assert!(g1.release().await.unwrap_err().is_lost());
     assert!(g2.release().await.unwrap_err().is_lost());
 }
@@ -214,7 +213,7 @@ pub async fn lost_when_a_permit_is_missing(env: Env) {
     let other = multi(&env, 3, 1).acquire().await.unwrap();
     let id = g.identifier().to_owned();
     remove_member(&env, &format!("{id}_1"));
-    assert_lost_once(&g, &lost, "multi-semaphore").await;
+    assert_lost_once(&env.time, &g, &lost, "multi-semaphore").await;
     assert!(other.is_acquired(), "the other holder is unaffected");
     let other_member = format!("{}_0", other.identifier());
     assert_eq!(
@@ -356,12 +355,13 @@ pub async fn drop_releases(env: Env) {
     assert_eq!(env.node().zrange(KEY).len(), 2);
     drop(g);
     let node = env.node();
-    wait_until(
-        "the dropped guard's release",
-        Duration::from_secs(2),
-        || node.pttl(KEY) == -2,
-    )
-    .await;
+    env.time
+        .wait_until(
+            "the dropped guard's release",
+            Duration::from_secs(2),
+            || node.pttl(KEY) == -2,
+        )
+        .await;
 }
 
 /// WIRE-11 with (4, 2).

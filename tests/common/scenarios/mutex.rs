@@ -12,9 +12,9 @@ use super::support::{
     assert_attempt_limit, assert_busy_timeout, assert_default_ttl, assert_lost, assert_one_attempt,
     assert_still_waiting, assert_uuid_with_suffix, assert_work_dropped_on_loss, count_holders,
     fixed_identifier, is_uuid_v4, no_refresh, observed_under_lock, rejected, single_attempt,
-    takeover, wait_until, waiting, zero_acquire_timeout, Backend, LossCount, Paused,
+    takeover, waiting, zero_acquire_timeout, Backend, LossCount, Paused,
 };
-use crate::common::timing::{ms, sleep, t, t_builder, NOTICE, OUTLIVE};
+use crate::common::timing::{ms, t, t_builder, NOTICE, OUTLIVE};
 use crate::common::Env;
 
 const KEY: &str = "mutex:key";
@@ -72,7 +72,7 @@ pub async fn acquire_times_out_when_busy(env: Env) {
     let m1 = mutex(&env, t());
     let m2 = mutex(&env, t());
     let g1 = m1.acquire().await.unwrap();
-    assert_busy_timeout(m2.acquire(), "Acquire mutex mutex:key timeout").await;
+    assert_busy_timeout(&env.time, m2.acquire(), "Acquire mutex mutex:key timeout").await;
     assert_eq!(env.node().get(KEY).as_deref(), Some(g1.identifier()));
     g1.release().await.unwrap();
     assert_eq!(env.node().get(KEY), None);
@@ -84,13 +84,13 @@ pub async fn dropping_a_waiting_acquire_cancels_it(env: Env) {
     let m1 = mutex(&env, t());
     let waiter = mutex(&env, waiting(Duration::from_secs(60)));
     let g1 = m1.acquire().await.unwrap();
-    let start = Instant::now();
+    let start = env.time.now();
     let acquire = pin!(waiter.acquire());
-    assert_still_waiting(acquire, "the mutex was held").await;
-    assert!(start.elapsed() < Duration::from_secs(5));
+    assert_still_waiting(&env.time, acquire, "the mutex was held").await;
+    assert!(env.time.since(start) < Duration::from_secs(5));
     assert_eq!(env.node().get(KEY).as_deref(), Some(g1.identifier()));
     g1.release().await.unwrap();
-    sleep(ms(50)).await;
+    env.time.sleep(ms(50)).await;
     assert_eq!(
         env.node().get(KEY),
         None,
@@ -104,10 +104,10 @@ pub async fn try_acquire(env: Env) {
     let m1 = mutex(&env, t());
     let m2 = mutex(&env, t());
     let g1 = m1.try_acquire().await.unwrap().expect("free mutex");
-    let start = Instant::now();
+    let start = env.time.now();
     assert!(m2.try_acquire().await.unwrap().is_none());
     assert!(
-        start.elapsed() < ms(140),
+        env.time.since(start) < ms(140),
         "try_acquire must not wait for the acquire timeout"
     );
     g1.release().await.unwrap();
@@ -118,7 +118,7 @@ pub async fn try_acquire(env: Env) {
 pub async fn refresh_keeps_the_lock(env: Env) {
     let m = mutex(&env, t());
     let g = m.acquire().await.unwrap();
-    sleep(OUTLIVE).await;
+    env.time.sleep(OUTLIVE).await;
     assert_eq!(env.node().get(KEY).as_deref(), Some(g.identifier()));
     assert!(g.is_acquired());
     g.release().await.unwrap();
@@ -130,7 +130,7 @@ pub async fn stop_refresh_lets_it_expire(env: Env) {
     let m = mutex(&env, t());
     let g = m.acquire().await.unwrap();
     g.stop_refresh();
-    sleep(OUTLIVE).await;
+    env.time.sleep(OUTLIVE).await;
     assert_eq!(env.node().get(KEY), None);
     assert!(!g.is_acquired());
     assert_lost!(g.lost().await, LostReason::Expired);
@@ -146,7 +146,7 @@ pub async fn acquired_externally(env: Env) {
     let local = mutex(&env, takeover(&id));
     let g = local.acquire().await.unwrap();
     assert_eq!(g.identifier(), id);
-    sleep(OUTLIVE).await;
+    env.time.sleep(OUTLIVE).await;
     assert_eq!(
         env.node().get(KEY).as_deref(),
         Some(id.as_str()),
@@ -175,7 +175,7 @@ async fn lost_when(env: Env, tamper: impl FnOnce(&Env)) {
     let m = mutex(&env, lost.t());
     let g = m.acquire().await.unwrap();
     tamper(&env);
-    sleep(NOTICE).await;
+    env.time.sleep(NOTICE).await;
     assert!(!g.is_acquired());
     assert_eq!(lost.get(), 1, "the loss is reported exactly once");
     let err = g.lost().await;
@@ -183,7 +183,7 @@ async fn lost_when(env: Env, tamper: impl FnOnce(&Env)) {
         err.to_string().starts_with("Lost mutex for key mutex:key"),
         "{err}"
     );
-    sleep(ms(250)).await;
+    env.time.sleep(ms(250)).await;
     assert_eq!(lost.get(), 1, "no second report");
     let err = g.release().await.unwrap_err();
     assert!(err.is_lost(), "release reports the loss too: {err}");
@@ -205,11 +205,11 @@ pub async fn reuse(env: Env) {
     let m = mutex(&env, t());
     for _ in 0..3 {
         let g = m.acquire().await.unwrap();
-        sleep(ms(300)).await;
+        env.time.sleep(ms(300)).await;
         assert_eq!(env.node().get(KEY).as_deref(), Some(g.identifier()));
         g.release().await.unwrap();
         assert_eq!(env.node().get(KEY), None);
-        sleep(ms(300)).await;
+        env.time.sleep(ms(300)).await;
         assert_eq!(env.node().get(KEY), None, "no resurrection after release");
     }
 }
@@ -221,9 +221,9 @@ pub async fn node_restart(env: Env) {
     let m = mutex(&env, lost.t());
     let g = m.acquire().await.unwrap();
     env.node().stop();
-    sleep(Duration::from_secs(1)).await;
+    env.time.sleep(Duration::from_secs(1)).await;
     env.node().start();
-    sleep(Duration::from_secs(1)).await;
+    env.time.sleep(Duration::from_secs(1)).await;
     assert_eq!(
         env.node().get(KEY),
         None,
@@ -292,19 +292,25 @@ pub async fn drop_releases(env: Env) {
     let m = mutex(&env, t());
     let g = m.acquire().await.unwrap();
     drop(g);
-    wait_until(
-        "the dropped guard's release",
-        Duration::from_secs(2),
-        || env.node().get(KEY).is_none(),
-    )
-    .await;
+    env.time
+        .wait_until(
+            "the dropped guard's release",
+            Duration::from_secs(2),
+            || env.node().get(KEY).is_none(),
+        )
+        .await;
 }
 
 /// The scoped form runs the work under the lock and releases after it.
 pub async fn with_lock_runs_and_releases(env: Env) {
     let m = mutex(&env, t());
     let node = env.nodes[0].clone();
-    let seen = observed_under_lock(move || node.get(KEY), |work| m.with_lock(|| work)).await;
+    let seen = observed_under_lock(
+        &env.time,
+        move || node.get(KEY),
+        |work| m.with_lock(|| work),
+    )
+    .await;
     assert!(seen.is_some(), "the work ran while the key was held");
     assert_eq!(env.node().get(KEY), None);
 }
@@ -314,7 +320,12 @@ pub async fn with_lock_stops_work_on_loss(env: Env) {
     let m = mutex(&env, t());
     let node = env.nodes[0].clone();
     // someone breaks the lock
-    assert_work_dropped_on_loss(move || node.del(KEY), |work| m.with_lock(|| work)).await;
+    assert_work_dropped_on_loss(
+        &env.time,
+        move || node.del(KEY),
+        |work| m.with_lock(|| work),
+    )
+    .await;
 }
 
 /// One instance with a fixed identifier never holds twice.
@@ -331,7 +342,7 @@ pub async fn fixed_identifier_holds_once(env: Env) {
 /// One shared instance serialises tasks (each acquire has its own id).
 pub async fn shared_instance_serialises_tasks(env: Env) {
     let m = mutex(&env, waiting(Duration::from_secs(10)));
-    count_holders(8, 5, ms(1), 1, || m.acquire()).await;
+    count_holders(&env.time, 8, 5, ms(1), 1, || m.acquire()).await;
 }
 
 /// WIRE-11, UTIL-03: scripts run by EVALSHA and fall back to EVAL.
@@ -362,13 +373,13 @@ pub async fn paused_node(env: Env) {
     let g = holder.acquire().await.unwrap();
 
     let paused = Paused::new(env.node());
-    let start = Instant::now();
+    let start = env.time.now();
     let err = Mutex::with_options(env.backend(), "other", options)
         .unwrap()
         .acquire()
         .await
         .unwrap_err();
-    let took = start.elapsed();
+    let took = env.time.since(start);
     // acquire timeout (150 ms) + one command timeout (100 ms), with margin
     assert!(took < Duration::from_secs(2), "acquire hung for {took:?}");
     assert!(err.is_timeout(), "{err}");
@@ -381,22 +392,24 @@ pub async fn paused_node(env: Env) {
     );
 
     // The hold cannot be confirmed while the node is frozen.
-    wait_until(
-        "loss reported while the node was frozen",
-        Duration::from_secs(3),
-        || !g.is_acquired() && lost.load(Ordering::SeqCst) != 0,
-    )
-    .await;
+    env.time
+        .wait_until(
+            "loss reported while the node was frozen",
+            Duration::from_secs(3),
+            || !g.is_acquired() && lost.load(Ordering::SeqCst) != 0,
+        )
+        .await;
     assert_lost!(g.lost().await, LostReason::Unconfirmed { .. });
     paused.resume();
 
     // After the thaw the lock is free again (expired or released).
-    wait_until(
-        "the lost hold to leave Redis",
-        Duration::from_secs(3),
-        || env.node().get(KEY).is_none(),
-    )
-    .await;
+    env.time
+        .wait_until(
+            "the lost hold to leave Redis",
+            Duration::from_secs(3),
+            || env.node().get(KEY).is_none(),
+        )
+        .await;
     assert!(g.release().await.unwrap_err().is_lost());
     assert_eq!(lost.load(Ordering::SeqCst), 1);
     let g = mutex(&env, t()).acquire().await.unwrap();

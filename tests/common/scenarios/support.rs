@@ -1,4 +1,4 @@
-//! Helpers every scenario family shares: polling, option presets, loss
+//! Helpers every scenario family shares: option presets, loss
 //! counting, holder counting, the `with_lock` work shapes, and the checks
 //! many scenarios make on errors.
 
@@ -8,29 +8,17 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::{pin, Pin};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::future::{join_all, select, Either, FutureExt, LocalBoxFuture};
 use redsem_core::{LockError, LockGuard, LockOptions, LockOptionsBuilder, RedisBackend};
 
 use crate::common::node::Node;
-use crate::common::timing::{ms, sleep, t_builder};
+use crate::common::time::Time;
+use crate::common::timing::{ms, t_builder};
 
 /// A backend as the lock types take it.
 pub type Backend = Arc<dyn RedisBackend>;
-
-/// How often [`wait_until`] checks its condition.
-const POLL: Duration = ms(5);
-
-/// Polls `cond` every few milliseconds; fails the scenario, naming `what`,
-/// if it is still false after `limit`.
-pub async fn wait_until(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !cond() {
-        assert!(Instant::now() < deadline, "{what}: not within {limit:?}");
-        sleep(POLL).await;
-    }
-}
 
 /// Sorted copies, to compare member sets regardless of score order.
 pub fn sorted<S: AsRef<str>>(items: impl IntoIterator<Item = S>) -> Vec<String> {
@@ -213,12 +201,13 @@ pub fn assert_message(err: &LockError, prefix: &str) {
 /// `acquire` (on a busy lock, with the preset's 150 ms acquire timeout)
 /// times out with `prefix`, and not before the acquire timeout.
 pub async fn assert_busy_timeout(
+    time: &Time,
     acquire: impl Future<Output = Result<LockGuard, LockError>>,
     prefix: &str,
 ) {
-    let start = Instant::now();
+    let start = time.now();
     let err = acquire.await.unwrap_err();
-    let waited = start.elapsed();
+    let waited = time.since(start);
     assert_timeout(&err, prefix);
     assert!(
         waited >= ms(150),
@@ -251,12 +240,12 @@ pub fn assert_default_ttl(pttl: i64) {
 
 /// Polls `acquire` for 50 ms and fails if it finishes (`what` says why it
 /// must wait). The future is not polled again; the caller drops it.
-pub async fn assert_still_waiting<F>(acquire: Pin<&mut F>, what: &str)
+pub async fn assert_still_waiting<F>(time: &Time, acquire: Pin<&mut F>, what: &str)
 where
     F: Future,
     F::Output: Debug,
 {
-    if let Either::Left((r, _)) = select(acquire, pin!(sleep(ms(50)))).await {
+    if let Either::Left((r, _)) = select(acquire, pin!(time.sleep(ms(50)))).await {
         panic!("acquire returned while {what}: {r:?}");
     }
 }
@@ -265,6 +254,7 @@ where
 /// hold for `hold` and release; fails as soon as more than `most` hold at
 /// once. Returns the most that held at once.
 pub async fn count_holders<F, Fut>(
+    time: &Time,
     tasks: usize,
     rounds: usize,
     hold: Duration,
@@ -283,7 +273,7 @@ where
             let now = inside.fetch_add(1, Ordering::SeqCst) + 1;
             assert!(now <= most, "{now} holders at once, at most {most} fit");
             peak.fetch_max(now, Ordering::SeqCst);
-            sleep(hold).await;
+            time.sleep(hold).await;
             inside.fetch_sub(1, Ordering::SeqCst);
             g.release().await.unwrap();
         }
@@ -296,6 +286,7 @@ where
 /// reads `observe` under the lock and holds it 20 ms more; returns what the
 /// work read.
 pub async fn observed_under_lock<T, R, Fut>(
+    time: &Time,
     observe: impl FnOnce() -> T + 'static,
     with_lock: R,
 ) -> T
@@ -304,9 +295,10 @@ where
     R: FnOnce(LocalBoxFuture<'static, T>) -> Fut,
     Fut: Future<Output = Result<T, LockError>>,
 {
+    let time = time.clone();
     let work = async move {
         let v = observe();
-        sleep(ms(20)).await;
+        time.sleep(ms(20)).await;
         v
     };
     with_lock(work.boxed_local()).await.unwrap()
@@ -315,23 +307,27 @@ where
 /// Runs a lock's scoped form (`with_lock`, given the work) on work that
 /// breaks the lock with `tamper` and then would take 5 s: the loss ends it
 /// well before, and the work never finishes.
-pub async fn assert_work_dropped_on_loss<R, Fut>(tamper: impl FnOnce() + 'static, with_lock: R)
-where
+pub async fn assert_work_dropped_on_loss<R, Fut>(
+    time: &Time,
+    tamper: impl FnOnce() + 'static,
+    with_lock: R,
+) where
     R: FnOnce(LocalBoxFuture<'static, ()>) -> Fut,
     Fut: Future<Output = Result<(), LockError>>,
 {
     let finished = Arc::new(AtomicUsize::new(0));
     let f = finished.clone();
+    let sleep = time.sleep(Duration::from_secs(5));
     let work = async move {
         tamper();
-        sleep(Duration::from_secs(5)).await;
+        sleep.await;
         f.fetch_add(1, Ordering::SeqCst);
     };
-    let start = Instant::now();
+    let start = time.now();
     let err = with_lock(work.boxed_local()).await.unwrap_err();
     assert!(err.is_lost(), "{err}");
     assert!(
-        start.elapsed() < Duration::from_secs(3),
+        time.since(start) < Duration::from_secs(3),
         "work was not dropped at the loss"
     );
     assert_eq!(finished.load(Ordering::SeqCst), 0);

@@ -21,9 +21,9 @@ use redsem_core::{
 };
 
 pub use super::support::Backend;
-use super::support::{assert_lost, assert_message, wait_until};
+use super::support::{assert_lost, assert_message};
 use crate::common::node::Node;
-use crate::common::timing::{ms, sleep, t_builder};
+use crate::common::timing::{ms, t_builder};
 use crate::common::Env;
 
 pub const MUTEX_KEY: &str = "mutex:key";
@@ -290,10 +290,11 @@ pub async fn lost_when(
         .await
         .unwrap();
     tamper(env);
-    wait_until("the loss is reported", Duration::from_secs(2), || {
-        losses.count() > 0
-    })
-    .await;
+    env.time
+        .wait_until("the loss is reported", Duration::from_secs(2), || {
+            losses.count() > 0
+        })
+        .await;
     assert!(!g.is_acquired());
     after_loss(env);
     let err = g.lost().await;
@@ -302,7 +303,7 @@ pub async fn lost_when(
         &format!("Lost {} for key {}", kind.name(), kind.key()),
     );
     assert_lost!(err, LostReason::QuorumLost { quorum: 2, .. });
-    sleep(ms(300)).await;
+    env.time.sleep(ms(300)).await;
     assert_eq!(
         losses.count(),
         1,

@@ -9,10 +9,9 @@ use super::{gets, lost_when, Backend, Kind, Losses, MUTEX_KEY as KEY};
 use crate::common::scenarios::support::{
     assert_attempt_limit, assert_busy_timeout, assert_default_ttl, assert_lost,
     assert_still_waiting, assert_timeout, assert_work_dropped_on_loss, count_holders,
-    fixed_identifier, no_refresh, observed_under_lock, rejected, single_attempt, takeover,
-    wait_until, waiting,
+    fixed_identifier, no_refresh, observed_under_lock, rejected, single_attempt, takeover, waiting,
 };
-use crate::common::timing::{ms, sleep, t, OUTLIVE};
+use crate::common::timing::{ms, t, OUTLIVE};
 use crate::common::Env;
 
 fn mutex(env: &Env, options: LockOptions) -> RedlockMutex<Backend> {
@@ -86,6 +85,7 @@ pub async fn acquire_release(env: Env) {
 pub async fn acquire_times_out_when_busy(env: Env) {
     let g1 = mutex(&env, t()).acquire().await.unwrap();
     assert_busy_timeout(
+        &env.time,
         mutex(&env, t()).acquire(),
         "Acquire redlock-mutex mutex:key timeout",
     )
@@ -102,12 +102,12 @@ pub async fn try_acquire(env: Env) {
         .await
         .unwrap()
         .expect("free mutex");
-    let start = Instant::now();
+    let start = env.time.now();
     assert!(mutex(&env, t()).try_acquire().await.unwrap().is_none());
     assert!(
-        start.elapsed() < ms(140),
+        env.time.since(start) < ms(140),
         "try_acquire waited {:?}",
-        start.elapsed()
+        env.time.since(start)
     );
     assert_eq!(gets(&env.nodes), all(g1.identifier()));
     g1.release().await.unwrap();
@@ -120,10 +120,10 @@ pub async fn dropping_a_waiting_acquire_cancels_it(env: Env) {
     let g1 = mutex(&env, t()).acquire().await.unwrap();
     let waiter = mutex(&env, waiting(Duration::from_secs(60)));
     let acquire = pin!(waiter.acquire());
-    assert_still_waiting(acquire, "the mutex was held").await;
+    assert_still_waiting(&env.time, acquire, "the mutex was held").await;
     assert_eq!(gets(&env.nodes), all(g1.identifier()));
     g1.release().await.unwrap();
-    sleep(ms(100)).await;
+    env.time.sleep(ms(100)).await;
     assert_eq!(
         gets(&env.nodes),
         NONE,
@@ -135,7 +135,7 @@ pub async fn dropping_a_waiting_acquire_cancels_it(env: Env) {
 pub async fn refresh_keeps_the_lock(env: Env) {
     let losses = Losses::default();
     let g = mutex(&env, losses.t()).acquire().await.unwrap();
-    sleep(OUTLIVE).await;
+    env.time.sleep(OUTLIVE).await;
     assert!(g.is_acquired());
     assert_eq!(gets(&env.nodes), all(g.identifier()));
     losses.assert_none();
@@ -148,7 +148,7 @@ pub async fn refresh_keeps_the_lock(env: Env) {
 pub async fn stop_refresh_lets_it_expire(env: Env) {
     let g = mutex(&env, t()).acquire().await.unwrap();
     g.stop_refresh();
-    sleep(OUTLIVE).await;
+    env.time.sleep(OUTLIVE).await;
     assert_eq!(gets(&env.nodes), NONE);
     assert!(!g.is_acquired());
     assert_lost!(g.lost().await, LostReason::Expired);
@@ -162,7 +162,7 @@ pub async fn acquired_externally(env: Env) {
     let local = mutex(&env, takeover(&id));
     let g = local.acquire().await.unwrap();
     assert_eq!(g.identifier(), id);
-    sleep(OUTLIVE).await;
+    env.time.sleep(OUTLIVE).await;
     assert_eq!(gets(&env.nodes), all(&id), "kept alive by local's refresh");
     g.release().await.unwrap();
     assert_eq!(gets(&env.nodes), NONE);
@@ -240,7 +240,7 @@ pub async fn minority_tamper_is_tolerated(env: Env) {
     let g = mutex(&env, losses.t()).acquire().await.unwrap();
     let id = g.identifier().to_owned();
     env.nodes[0].set(KEY, "222");
-    sleep(OUTLIVE).await;
+    env.time.sleep(OUTLIVE).await;
     assert!(g.is_acquired());
     losses.assert_none();
     assert_eq!(
@@ -258,10 +258,11 @@ pub async fn refresh_restores_a_missing_node(env: Env) {
     let g = mutex(&env, losses.t()).acquire().await.unwrap();
     let id = g.identifier().to_owned();
     env.nodes[1].del(KEY);
-    wait_until("node 2 has the hold again", Duration::from_secs(2), || {
-        env.nodes[1].get(KEY).as_deref() == Some(id.as_str())
-    })
-    .await;
+    env.time
+        .wait_until("node 2 has the hold again", Duration::from_secs(2), || {
+            env.nodes[1].get(KEY).as_deref() == Some(id.as_str())
+        })
+        .await;
     let pttl = env.nodes[1].pttl(KEY);
     assert!(
         (1..=500).contains(&pttl),
@@ -278,11 +279,11 @@ pub async fn reuse(env: Env) {
     let m = mutex(&env, t());
     for _ in 0..3 {
         let g = m.acquire().await.unwrap();
-        sleep(ms(200)).await;
+        env.time.sleep(ms(200)).await;
         assert_eq!(gets(&env.nodes), all(g.identifier()));
         g.release().await.unwrap();
         assert_eq!(gets(&env.nodes), NONE);
-        sleep(ms(200)).await;
+        env.time.sleep(ms(200)).await;
         assert_eq!(gets(&env.nodes), NONE, "no resurrection after release");
     }
 }
@@ -352,19 +353,21 @@ pub async fn drop_releases(env: Env) {
     let g = mutex(&env, t()).acquire().await.unwrap();
     assert_eq!(gets(&env.nodes), all(g.identifier()));
     drop(g);
-    wait_until(
-        "the dropped guard is released everywhere",
-        Duration::from_secs(2),
-        || gets(&env.nodes) == NONE,
-    )
-    .await;
+    env.time
+        .wait_until(
+            "the dropped guard is released everywhere",
+            Duration::from_secs(2),
+            || gets(&env.nodes) == NONE,
+        )
+        .await;
 }
 
 /// The scoped form runs the work under the lock and releases after it.
 pub async fn with_lock_runs_and_releases(env: Env) {
     let nodes = env.nodes.clone();
     let m = mutex(&env, t());
-    let seen = observed_under_lock(move || gets(&nodes), |work| m.with_lock(|| work)).await;
+    let seen =
+        observed_under_lock(&env.time, move || gets(&nodes), |work| m.with_lock(|| work)).await;
     assert!(
         seen.iter().all(|v| v.is_some() && *v == seen[0]),
         "held on every node: {seen:?}"
@@ -380,7 +383,7 @@ pub async fn with_lock_stops_work_on_loss(env: Env) {
         nodes[0].del(KEY);
         nodes[1].set(KEY, "222");
     };
-    assert_work_dropped_on_loss(break_quorum, |work| m.with_lock(|| work)).await;
+    assert_work_dropped_on_loss(&env.time, break_quorum, |work| m.with_lock(|| work)).await;
     assert_eq!(
         gets(&env.nodes),
         [None, Some("222".into()), None],
@@ -403,6 +406,6 @@ pub async fn fixed_identifier_holds_once(env: Env) {
 /// One shared instance serialises tasks.
 pub async fn shared_instance_serialises_tasks(env: Env) {
     let m = mutex(&env, waiting(Duration::from_secs(20)));
-    count_holders(4, 3, ms(2), 1, || m.acquire()).await;
+    count_holders(&env.time, 4, 3, ms(2), 1, || m.acquire()).await;
     assert_eq!(gets(&env.nodes), NONE);
 }

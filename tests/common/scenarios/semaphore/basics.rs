@@ -10,10 +10,10 @@ use super::{release_in_turn, sem, AnySem, KEY};
 use crate::common::scenarios::support::{
     assert_attempt_limit, assert_busy_timeout, assert_default_ttl, assert_message,
     assert_one_attempt, assert_still_waiting, assert_uuid_with_suffix, count_holders,
-    fixed_identifier, is_uuid_v4, observed_under_lock, rejected, single_attempt, sorted,
-    wait_until, waiting, zero_acquire_timeout,
+    fixed_identifier, is_uuid_v4, observed_under_lock, rejected, single_attempt, sorted, waiting,
+    zero_acquire_timeout,
 };
-use crate::common::timing::{ms, sleep, t};
+use crate::common::timing::{ms, t};
 use crate::common::Env;
 
 /// SEM-02, SEM-15, WIRE-04/06: each holder is one member of the ZSET; an
@@ -94,7 +94,7 @@ pub async fn invalid_arguments(env: Env) {
 /// key is gone after release.
 pub(crate) async fn busy_with(env: Env, holder: AnySem, waiter: AnySem) {
     let g1 = holder.acquire().await.unwrap();
-    assert_busy_timeout(waiter.acquire(), &waiter.timeout_message()).await;
+    assert_busy_timeout(&env.time, waiter.acquire(), &waiter.timeout_message()).await;
     assert_eq!(
         sorted(env.node().zrange(KEY)),
         sorted(holder.members(g1.identifier())),
@@ -116,16 +116,16 @@ pub(crate) async fn cancel_waiting_with(env: Env, limit: u32, permits: u32) {
     let holder = AnySem::new(&env, limit, permits, t());
     let g1 = holder.acquire().await.unwrap();
     let waiter = AnySem::new(&env, limit, permits, waiting(Duration::from_secs(60)));
-    let start = Instant::now();
+    let start = env.time.now();
     let acquire = pin!(waiter.acquire());
-    assert_still_waiting(acquire, "no slot was free").await;
-    assert!(start.elapsed() < Duration::from_secs(5));
+    assert_still_waiting(&env.time, acquire, "no slot was free").await;
+    assert!(env.time.since(start) < Duration::from_secs(5));
     assert_eq!(
         sorted(env.node().zrange(KEY)),
         sorted(holder.members(g1.identifier()))
     );
     g1.release().await.unwrap();
-    sleep(ms(100)).await;
+    env.time.sleep(ms(100)).await;
     assert_eq!(
         env.node().pttl(KEY),
         -2,
@@ -153,11 +153,11 @@ pub async fn try_acquire(env: Env) {
         sorted(env.node().zrange(KEY)),
         sorted([g1.identifier(), g2.identifier()])
     );
-    let start = Instant::now();
+    let start = env.time.now();
     assert!(s.try_acquire().await.unwrap().is_none());
     assert!(sem(&env, 2).try_acquire().await.unwrap().is_none());
     assert!(
-        start.elapsed() < ms(140),
+        env.time.since(start) < ms(140),
         "try_acquire must not wait for the acquire timeout"
     );
     assert_eq!(env.node().zrange(KEY).len(), 2);
@@ -218,12 +218,13 @@ pub async fn drop_releases(env: Env) {
     let g = s.acquire().await.unwrap();
     drop(g);
     let node = env.node();
-    wait_until(
-        "the dropped guard's release",
-        Duration::from_secs(2),
-        || node.zrange(KEY).len() == 1,
-    )
-    .await;
+    env.time
+        .wait_until(
+            "the dropped guard's release",
+            Duration::from_secs(2),
+            || node.zrange(KEY).len() == 1,
+        )
+        .await;
     assert_eq!(node.zrange(KEY), [keep.identifier()]);
     keep.release().await.unwrap();
 }
@@ -232,7 +233,12 @@ pub async fn drop_releases(env: Env) {
 pub async fn with_lock_runs_and_releases(env: Env) {
     let s = sem(&env, 2);
     let node = env.nodes[0].clone();
-    let seen = observed_under_lock(move || node.zrange(KEY), |work| s.with_lock(|| work)).await;
+    let seen = observed_under_lock(
+        &env.time,
+        move || node.zrange(KEY),
+        |work| s.with_lock(|| work),
+    )
+    .await;
     assert_eq!(seen.len(), 1, "the work ran while holding one slot");
     assert_eq!(env.node().pttl(KEY), -2);
 }
@@ -257,7 +263,7 @@ pub async fn fixed_identifier_holds_once(env: Env) {
 pub(crate) async fn shared_instance_respects_limit_with(env: Env, limit: u32, permits: u32) {
     let lock = AnySem::new(&env, limit, permits, waiting(Duration::from_secs(20)));
     let most = (limit / permits.max(1)) as usize;
-    let peak = count_holders(8, 5, ms(3), most, || lock.acquire()).await;
+    let peak = count_holders(&env.time, 8, 5, ms(3), most, || lock.acquire()).await;
     assert!(peak >= 2.min(most), "the tasks never overlapped");
     assert_eq!(env.node().pttl(KEY), -2);
 }

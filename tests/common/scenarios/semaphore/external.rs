@@ -4,7 +4,7 @@ use redsem_core::Semaphore;
 
 use super::{AnySem, KEY};
 use crate::common::scenarios::support::{assert_timeout, no_refresh, takeover};
-use crate::common::timing::{sleep, OUTLIVE};
+use crate::common::timing::OUTLIVE;
 use crate::common::Env;
 
 /// SEM-08/09, MSEM-08/09: a hold made elsewhere (here: detached) is taken
@@ -18,7 +18,7 @@ pub(crate) async fn acquired_externally_with(env: Env, limit: u32, permits: u32)
     let local = AnySem::new(&env, limit, permits, takeover(&id));
     let g = local.acquire().await.unwrap();
     assert_eq!(g.identifier(), id);
-    sleep(OUTLIVE).await;
+    env.time.sleep(OUTLIVE).await;
     assert_eq!(
         env.node().zrange(KEY),
         expected,

@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use super::{score_of, AnySem, KEY, PATIENCE};
-use crate::common::scenarios::support::{sorted, wait_until, LossCount, Paused};
-use crate::common::timing::{ms, sleep, t, t_builder};
+use crate::common::scenarios::support::{sorted, LossCount, Paused};
+use crate::common::timing::{ms, t, t_builder};
 use crate::common::Env;
 
 /// SEM-14, MSEM-15: the node crashes and comes back empty. Each holder
@@ -25,9 +25,9 @@ pub(crate) async fn node_restart_with(env: Env, limit: u32, permits: u32, holder
     }
     assert_eq!(node.zrange(KEY).len(), holders * permits.max(1) as usize);
     node.stop();
-    sleep(Duration::from_secs(1)).await;
+    env.time.sleep(Duration::from_secs(1)).await;
     node.start();
-    sleep(Duration::from_secs(1)).await;
+    env.time.sleep(Duration::from_secs(1)).await;
     assert_eq!(
         node.zrange_with_scores(KEY),
         [],
@@ -66,14 +66,15 @@ pub(crate) async fn survives_a_short_pause_with(env: Env, limit: u32, permits: u
     );
     let g = lock.acquire().await.unwrap();
     let paused = Paused::new(node);
-    sleep(ms(300)).await;
+    env.time.sleep(ms(300)).await;
     paused.resume();
     let first = &lock.members(g.identifier())[0];
     let before = score_of(node, first).expect("the hold is there");
-    wait_until("a refresh after the pause", PATIENCE, || {
-        score_of(node, first).is_some_and(|s| s > before)
-    })
-    .await;
+    env.time
+        .wait_until("a refresh after the pause", PATIENCE, || {
+            score_of(node, first).is_some_and(|s| s > before)
+        })
+        .await;
     assert_eq!(lost.get(), 0, "a short outage is not a loss");
     assert!(g.is_acquired());
     assert_eq!(

@@ -5,21 +5,23 @@ use redsem_core::{LockGuard, LostReason, Semaphore};
 
 use super::{AnySem, KEY, PATIENCE};
 use crate::common::scenarios::support::{
-    assert_lost, assert_message, no_refresh, sorted, wait_until, LossCount,
+    assert_lost, assert_message, no_refresh, sorted, LossCount,
 };
-use crate::common::timing::{ms, sleep};
+use crate::common::time::Time;
+use crate::common::timing::ms;
 use crate::common::Env;
 
 /// Waits for `lost` to count the loss of `guard` (a `kind` hold), then
 /// checks it: not acquired, `Gone`, `Lost <kind> for key semaphore:key`,
 /// and still reported exactly once a while later.
-pub(crate) async fn assert_lost_once(guard: &LockGuard, lost: &LossCount, kind: &str) {
-    wait_until("the loss callback", PATIENCE, || lost.get() > 0).await;
+pub(crate) async fn assert_lost_once(time: &Time, guard: &LockGuard, lost: &LossCount, kind: &str) {
+    time.wait_until("the loss callback", PATIENCE, || lost.get() > 0)
+        .await;
     assert!(!guard.is_acquired());
     let err = guard.lost().await;
     assert_lost!(err, LostReason::Gone);
     assert_message(&err, &format!("Lost {kind} for key semaphore:key"));
-    sleep(ms(250)).await;
+    time.sleep(ms(250)).await;
     assert_eq!(lost.get(), 1, "the loss is reported exactly once");
 }
 
@@ -34,7 +36,7 @@ where
     let lock = AnySem::new(env, limit, permits, lost.t());
     let guard = lock.acquire().await.unwrap();
     tamper(env, guard.identifier());
-    assert_lost_once(&guard, &lost, lock.kind()).await;
+    assert_lost_once(&env.time, &guard, &lost, lock.kind()).await;
     assert!(!guard.is_acquired());
     let err = guard.release().await.unwrap_err();
     assert!(err.is_lost(), "release reports the loss too: {err}");

@@ -36,7 +36,7 @@ pub(crate) use scores::{
     fairness_batches_with, scores_are_the_server_clock_with, ttl_is_the_lock_timeout_with,
 };
 
-use super::support::{assert_lost, wait_until, Backend};
+use super::support::{assert_lost, Backend};
 use crate::common::node::Node;
 use crate::common::timing::{ms, t};
 use crate::common::Env;
@@ -135,31 +135,32 @@ pub(crate) async fn release_in_turn(
 /// SEM-06, MSEM-06, GAP-20: `stopped` stops refreshing; it stays held until
 /// its lock timeout, then the other holders' refresh prunes it (not early),
 /// leaving `rest`, and its guard reports `Expired`.
-pub(crate) async fn pruned_after_stop_refresh(
-    node: &dyn Node,
-    stopped: &LockGuard,
-    rest: &[String],
-) {
+pub(crate) async fn pruned_after_stop_refresh(env: &Env, stopped: &LockGuard, rest: &[String]) {
+    let node = env.node();
     stopped.stop_refresh();
-    let start = Instant::now();
+    let start = env.time.now();
     assert!(stopped.is_acquired(), "still held until its lock timeout");
-    wait_until("s1 pruned by s2's refresh", PATIENCE, || {
-        node.zrange(KEY) == rest
-    })
-    .await;
+    env.time
+        .wait_until("s1 pruned by s2's refresh", PATIENCE, || {
+            node.zrange(KEY) == rest
+        })
+        .await;
     assert!(
-        start.elapsed() >= ms(300),
+        env.time.since(start) >= ms(300),
         "pruned {:?} after stop_refresh",
-        start.elapsed()
+        env.time.since(start)
     );
     assert_lost!(stopped.lost().await, LostReason::Expired);
 }
 
 /// The last holder stops refreshing: the key expires with its TTL, and the
 /// guard reports `Expired`.
-pub(crate) async fn expires_with_the_key(node: &dyn Node, last: &LockGuard) {
+pub(crate) async fn expires_with_the_key(env: &Env, last: &LockGuard) {
+    let node = env.node();
     last.stop_refresh();
-    wait_until("the key to expire", PATIENCE, || node.pttl(KEY) == -2).await;
+    env.time
+        .wait_until("the key to expire", PATIENCE, || node.pttl(KEY) == -2)
+        .await;
     assert_lost!(last.lost().await, LostReason::Expired);
 }
 

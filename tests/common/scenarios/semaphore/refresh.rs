@@ -5,15 +5,15 @@ use super::{
     expires_with_the_key, pruned_after_stop_refresh, release_in_turn, score_of, sem, AnySem, KEY,
     PATIENCE,
 };
-use crate::common::scenarios::support::{assert_timeout, no_refresh, sorted, wait_until};
-use crate::common::timing::{ms, sleep, t, OUTLIVE};
+use crate::common::scenarios::support::{assert_timeout, no_refresh, sorted};
+use crate::common::timing::{ms, t, OUTLIVE};
 use crate::common::Env;
 
 /// SEM-05: refresh keeps every holder past the lock timeout.
 pub async fn refresh_keeps_the_holders(env: Env) {
     let g1 = sem(&env, 2).acquire().await.unwrap();
     let g2 = sem(&env, 2).acquire().await.unwrap();
-    sleep(OUTLIVE).await;
+    env.time.sleep(OUTLIVE).await;
     assert_eq!(
         sorted(env.node().zrange(KEY)),
         sorted([g1.identifier(), g2.identifier()])
@@ -27,15 +27,14 @@ pub async fn refresh_keeps_the_holders(env: Env) {
 /// refresh (not early), the guard reports `Expired`; the last one goes
 /// with the key's TTL.
 pub async fn stop_refresh_lets_it_expire(env: Env) {
-    let node = env.node();
     let g1 = sem(&env, 2).acquire().await.unwrap();
     let g2 = sem(&env, 2).acquire().await.unwrap();
     let id2 = g2.identifier().to_owned();
-    pruned_after_stop_refresh(node, &g1, &[id2]).await;
+    pruned_after_stop_refresh(&env, &g1, &[id2]).await;
     assert!(!g1.is_acquired());
     assert!(g2.is_acquired());
 
-    expires_with_the_key(node, &g2).await;
+    expires_with_the_key(&env, &g2).await;
     assert!(g1.release().await.unwrap_err().is_lost());
     assert!(g2.release().await.unwrap_err().is_lost());
 }
@@ -48,14 +47,14 @@ pub(crate) async fn reuse_with_refresh_with(env: Env, limit: u32, permits: u32) 
     for _ in 0..3 {
         let g1 = s1.acquire().await.unwrap();
         let g2 = s2.acquire().await.unwrap();
-        sleep(ms(300)).await;
+        env.time.sleep(ms(300)).await;
         let mut both = s1.members(g1.identifier());
         both.extend(s2.members(g2.identifier()));
         assert_eq!(sorted(env.node().zrange(KEY)), sorted(both));
         g1.release().await.unwrap();
         g2.release().await.unwrap();
         assert_eq!(env.node().pttl(KEY), -2);
-        sleep(ms(300)).await;
+        env.time.sleep(ms(300)).await;
         assert_eq!(env.node().pttl(KEY), -2, "no resurrection after release");
     }
 }
@@ -88,7 +87,7 @@ pub(crate) async fn reuse_without_refresh_with(env: Env, limit: u32, permits: u3
     assert_eq!(node.pttl(KEY), -2);
 
     let g1 = s1.acquire().await.unwrap();
-    sleep(ms(250)).await;
+    env.time.sleep(ms(250)).await;
     let g2 = s2.acquire().await.unwrap();
     let err = s3.acquire().await.unwrap_err();
     assert_timeout(&err, &s3.timeout_message());
@@ -96,10 +95,11 @@ pub(crate) async fn reuse_without_refresh_with(env: Env, limit: u32, permits: u3
     let (m1, m2) = (s1.members(g1.identifier()), s2.members(g2.identifier()));
     let score1 = score_of(node, &m1[0]).expect("s1 is in the ZSET");
     let score2 = score_of(node, &m2[0]).expect("s2 is in the ZSET");
-    wait_until("s1's score to age past the lock timeout", PATIENCE, || {
-        node.now_ms() > score1 + 510
-    })
-    .await;
+    env.time
+        .wait_until("s1's score to age past the lock timeout", PATIENCE, || {
+            node.now_ms() > score1 + 510
+        })
+        .await;
     assert!(
         node.now_ms() < score2 + 450,
         "precondition: s2 still valid (machine too slow?)"
@@ -142,10 +142,11 @@ pub(crate) async fn noscript_falls_back_to_eval_with(env: Env, permits: u32) {
     let g2 = s1.acquire().await.unwrap(); // acquire script not cached
     let first = score_of(node, &s1.members(g1.identifier())[0]).unwrap();
     node.flush_scripts();
-    wait_until("a refresh without the cached script", PATIENCE, || {
-        score_of(node, &s1.members(g1.identifier())[0]).is_some_and(|s| s > first)
-    })
-    .await;
+    env.time
+        .wait_until("a refresh without the cached script", PATIENCE, || {
+            score_of(node, &s1.members(g1.identifier())[0]).is_some_and(|s| s > first)
+        })
+        .await;
     assert!(g1.is_acquired() && g2.is_acquired());
     node.flush_scripts();
     g1.release().await.unwrap(); // release script not cached

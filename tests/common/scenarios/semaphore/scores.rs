@@ -8,8 +8,8 @@ use futures::future::join_all;
 use redsem_core::LockGuard;
 
 use super::{score_of, AnySem, KEY, PATIENCE};
-use crate::common::scenarios::support::{no_refresh, sorted, wait_until};
-use crate::common::timing::{ms, sleep, t};
+use crate::common::scenarios::support::{no_refresh, sorted};
+use crate::common::timing::{ms, t};
 use crate::common::Env;
 
 /// SEM-07, MSEM-07: a batch of `limit` waiters gets in only once the first
@@ -59,7 +59,7 @@ pub(crate) async fn fairness_batches_with(env: Env, permits: u32) {
     let watch = async {
         while !done.load(Ordering::SeqCst) {
             max_seen.fetch_max(node.zrange(KEY).len(), Ordering::SeqCst);
-            sleep(ms(5)).await;
+            env.time.sleep(ms(5)).await;
         }
     };
     let waiters = async {
@@ -190,10 +190,11 @@ pub(crate) async fn scores_are_the_server_clock_with(env: Env, permits: u32) {
     let members = lock.members(g.identifier());
     assert_eq!(sorted(scored.iter().map(|(m, _)| m)), sorted(&members));
 
-    wait_until("a refresh to move the score", PATIENCE, || {
-        score_of(node, &members[0]).is_some_and(|s| s > first)
-    })
-    .await;
+    env.time
+        .wait_until("a refresh to move the score", PATIENCE, || {
+            score_of(node, &members[0]).is_some_and(|s| s > first)
+        })
+        .await;
     one_score_near_now("refreshed together");
     g.release().await.unwrap();
 

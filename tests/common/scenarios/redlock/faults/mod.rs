@@ -17,7 +17,7 @@ use redsem_core::LockGuard;
 
 use super::{gets, zranges, Kind, Losses, MUTEX_KEY};
 use crate::common::node::Node;
-use crate::common::scenarios::support::{wait_until, waiting};
+use crate::common::scenarios::support::waiting;
 use crate::common::Env;
 
 /// Whether `node` has nothing of `kind`'s key.
@@ -63,10 +63,11 @@ async fn works_again(env: &Env, kind: Kind) {
         .acquire()
         .await
         .unwrap();
-    wait_until("a fresh hold on every node", Duration::from_secs(3), || {
-        env.nodes.iter().all(|n| kind.holds(&**n, g.identifier()))
-    })
-    .await;
+    env.time
+        .wait_until("a fresh hold on every node", Duration::from_secs(3), || {
+            env.nodes.iter().all(|n| kind.holds(&**n, g.identifier()))
+        })
+        .await;
     g.release().await.unwrap();
     assert_clean(kind, env, "after the final release");
 }

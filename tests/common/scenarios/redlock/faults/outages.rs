@@ -10,8 +10,8 @@ use super::{acquire_all, assert_clean, clean, works_again};
 use crate::common::scenarios::redlock::{
     gets, quorum_failure, Kind, Losses, MULTI_3_1, MULTI_3_2, SEM3,
 };
-use crate::common::scenarios::support::{assert_lost, wait_until};
-use crate::common::timing::{ms, sleep, t, OUTLIVE};
+use crate::common::scenarios::support::assert_lost;
+use crate::common::timing::{ms, t, OUTLIVE};
 use crate::common::Env;
 
 /// Issue: node 3 down before the acquire: acquire, refresh and release all
@@ -26,7 +26,7 @@ pub async fn mutex_node_down_from_the_start(env: Env) {
         .unwrap();
     let id = Some(g.identifier().to_owned());
     assert_eq!(gets(&env.nodes[..2]), [id.clone(), id]);
-    sleep(OUTLIVE).await;
+    env.time.sleep(OUTLIVE).await;
     assert!(g.is_acquired());
     losses.assert_none();
     g.release().await.unwrap();
@@ -45,7 +45,7 @@ async fn each_node_outage(env: Env, holders: &[Kind], probe: Kind) {
     let guards = acquire_all(&env, holders, &losses).await;
     for down in 0..3 {
         env.nodes[down].stop();
-        sleep(OUTLIVE).await;
+        env.time.sleep(OUTLIVE).await;
         assert_eq!(
             losses.count(),
             0,
@@ -79,16 +79,17 @@ async fn each_node_outage(env: Env, holders: &[Kind], probe: Kind) {
         assert!(!err.is_unreachable(), "{err}");
 
         env.nodes[down].start();
-        wait_until(
-            &format!("restarted node {} has every hold again", down + 1),
-            Duration::from_secs(3),
-            || {
-                guards
-                    .iter()
-                    .all(|(kind, g)| kind.holds(&*env.nodes[down], g.identifier()))
-            },
-        )
-        .await;
+        env.time
+            .wait_until(
+                &format!("restarted node {} has every hold again", down + 1),
+                Duration::from_secs(3),
+                || {
+                    guards
+                        .iter()
+                        .all(|(kind, g)| kind.holds(&*env.nodes[down], g.identifier()))
+                },
+            )
+            .await;
         // every node answers and is busy: a plain timeout
         let err = probe.lock(env.backends(), t()).acquire().await.unwrap_err();
         assert!(err.is_timeout(), "{err:?}");
@@ -125,22 +126,24 @@ async fn two_down(env: Env, holders: &[Kind], contender: Kind, pairs: &[(usize, 
         let guards = acquire_all(&env, holders, &losses).await;
         env.nodes[a].stop();
         env.nodes[b].stop();
-        wait_until(
-            "every holder reports the loss",
-            Duration::from_secs(3),
-            || losses.count() >= guards.len(),
-        )
-        .await;
-        wait_until(
-            "every hold is released on the survivor",
-            Duration::from_secs(3),
-            || {
-                guards
-                    .iter()
-                    .all(|(kind, g)| kind.lacks(&*env.nodes[survivor], g.identifier()))
-            },
-        )
-        .await;
+        env.time
+            .wait_until(
+                "every holder reports the loss",
+                Duration::from_secs(3),
+                || losses.count() >= guards.len(),
+            )
+            .await;
+        env.time
+            .wait_until(
+                "every hold is released on the survivor",
+                Duration::from_secs(3),
+                || {
+                    guards
+                        .iter()
+                        .all(|(kind, g)| kind.lacks(&*env.nodes[survivor], g.identifier()))
+                },
+            )
+            .await;
         for (_, g) in &guards {
             assert!(!g.is_acquired());
             // Errors are "unknown", never "no": the loss comes when the
@@ -156,7 +159,7 @@ async fn two_down(env: Env, holders: &[Kind], contender: Kind, pairs: &[(usize, 
             clean(contender, &*env.nodes[survivor]),
             "survivor not clean"
         );
-        sleep(ms(300)).await;
+        env.time.sleep(ms(300)).await;
         assert_eq!(
             losses.count(),
             guards.len(),
@@ -186,12 +189,13 @@ async fn two_down(env: Env, holders: &[Kind], contender: Kind, pairs: &[(usize, 
             "{}",
             q.message
         );
-        wait_until(
-            "the contender's partial hold is undone on the survivor",
-            Duration::from_secs(3),
-            || clean(contender, &*env.nodes[survivor]),
-        )
-        .await;
+        env.time
+            .wait_until(
+                "the contender's partial hold is undone on the survivor",
+                Duration::from_secs(3),
+                || clean(contender, &*env.nodes[survivor]),
+            )
+            .await;
 
         for (_, g) in guards {
             assert!(g.release().await.unwrap_err().is_lost());
@@ -233,15 +237,16 @@ async fn five_nodes(env: Env, kind: Kind) {
     for i in [1, 3, 4] {
         assert!(kind.holds(&*env.nodes[i], g.identifier()), "node {}", i + 1);
     }
-    sleep(OUTLIVE).await;
+    env.time.sleep(OUTLIVE).await;
     assert!(g.is_acquired());
     losses.assert_none();
 
     env.nodes[3].stop();
-    wait_until("the loss is reported", Duration::from_secs(3), || {
-        losses.count() > 0
-    })
-    .await;
+    env.time
+        .wait_until("the loss is reported", Duration::from_secs(3), || {
+            losses.count() > 0
+        })
+        .await;
     assert!(!g.is_acquired());
     assert_lost!(
         g.lost().await,
@@ -250,20 +255,22 @@ async fn five_nodes(env: Env, kind: Kind) {
         }
     );
     // the loss is reported at once; the clean-up of the survivors follows
-    wait_until("the survivors are released", Duration::from_secs(3), || {
-        [1, 4].iter().all(|&i| clean(kind, &*env.nodes[i]))
-    })
-    .await;
+    env.time
+        .wait_until("the survivors are released", Duration::from_secs(3), || {
+            [1, 4].iter().all(|&i| clean(kind, &*env.nodes[i]))
+        })
+        .await;
     let q = quorum_failure(kind.lock(env.backends(), t()).acquire().await.unwrap_err());
     q.assert_counts("acquired", 2, 5, 3);
     assert_eq!(q.nodes(), [1, 3, 4], "{}", q.message);
-    wait_until(
-        "the contender's partial holds are undone",
-        Duration::from_secs(3),
-        || [1, 4].iter().all(|&i| clean(kind, &*env.nodes[i])),
-    )
-    .await;
-    sleep(ms(200)).await;
+    env.time
+        .wait_until(
+            "the contender's partial holds are undone",
+            Duration::from_secs(3),
+            || [1, 4].iter().all(|&i| clean(kind, &*env.nodes[i])),
+        )
+        .await;
+    env.time.sleep(ms(200)).await;
     assert_eq!(losses.count(), 1, "{:?}", losses.messages());
     assert!(g.release().await.unwrap_err().is_lost());
 

@@ -11,8 +11,8 @@ use super::{clean, works_again};
 use crate::common::scenarios::redlock::{
     gets, quorum_failure, Kind, Losses, MULTI_3_2, MUTEX_KEY, SEM1,
 };
-use crate::common::scenarios::support::{wait_until, Paused};
-use crate::common::timing::{ms, sleep, t_builder, OUTLIVE};
+use crate::common::scenarios::support::Paused;
+use crate::common::timing::{ms, t_builder, OUTLIVE};
 use crate::common::Env;
 
 /// GAP-19 / issue: one node paused (SIGSTOP, or a mock hang). With a 100 ms
@@ -32,9 +32,9 @@ async fn paused(env: Env, kind: Kind, idx: usize) {
     let others: Vec<usize> = (0..3).filter(|i| *i != idx).collect();
 
     for round in ["first", "second"] {
-        let start = Instant::now();
+        let start = env.time.now();
         let acquired = lock.acquire().await;
-        let took = start.elapsed();
+        let took = env.time.since(start);
         let g = acquired.unwrap_or_else(|e| {
             panic!(
                 "{round} acquire, node {} paused, failed after {took:?}: {e}",
@@ -49,7 +49,7 @@ async fn paused(env: Env, kind: Kind, idx: usize) {
             assert!(kind.holds(&*env.nodes[i], g.identifier()), "node {}", i + 1);
         }
         if round == "second" {
-            sleep(OUTLIVE).await;
+            env.time.sleep(OUTLIVE).await;
             assert!(
                 g.is_acquired(),
                 "refresh must keep the lock with one node paused: {:?}",
@@ -64,9 +64,9 @@ async fn paused(env: Env, kind: Kind, idx: usize) {
                 );
             }
         }
-        let start = Instant::now();
+        let start = env.time.now();
         let released = g.release().await;
-        let took = start.elapsed();
+        let took = env.time.since(start);
         released.unwrap_or_else(|e| {
             panic!(
                 "{round} release, node {} paused, failed after {took:?}: {e}",
@@ -81,10 +81,11 @@ async fn paused(env: Env, kind: Kind, idx: usize) {
 
     pause.resume();
     // Commands queued while paused may run now; whatever they leave expires.
-    wait_until("the resumed node is clean", Duration::from_secs(3), || {
-        clean(kind, &*env.nodes[idx])
-    })
-    .await;
+    env.time
+        .wait_until("the resumed node is clean", Duration::from_secs(3), || {
+            clean(kind, &*env.nodes[idx])
+        })
+        .await;
     works_again(&env, kind).await;
 }
 
@@ -112,9 +113,9 @@ pub async fn mutex_paused_node_bounds_a_contender(env: Env) {
             .unwrap(),
     ] {
         let contender = Kind::Mutex.lock(env.backends(), options);
-        let start = Instant::now();
+        let start = env.time.now();
         let err = contender.acquire().await.unwrap_err();
-        let took = start.elapsed();
+        let took = env.time.since(start);
         assert!(
             took < Duration::from_secs(2),
             "gave up after {took:?} with a 100ms command timeout"
@@ -134,10 +135,11 @@ pub async fn mutex_paused_node_bounds_a_contender(env: Env) {
     }
     pause.resume();
     g.release().await.unwrap();
-    wait_until("every node is clean", Duration::from_secs(3), || {
-        gets(&env.nodes) == [None, None, None]
-    })
-    .await;
+    env.time
+        .wait_until("every node is clean", Duration::from_secs(3), || {
+            gets(&env.nodes) == [None, None, None]
+        })
+        .await;
 }
 
 /// GAP-19: node 1 paused, mutex.
@@ -170,30 +172,34 @@ pub async fn mutex_cancel_with_a_hung_node(env: Env) {
     let pause_2 = Paused::new(&*env.nodes[1]);
     let pause_3 = Paused::new(&*env.nodes[2]);
     let mut acquire = Box::pin(lock.acquire());
-    if let Either::Left((r, _)) = select(acquire.as_mut(), std::pin::pin!(sleep(ms(150)))).await {
+    if let Either::Left((r, _)) =
+        select(acquire.as_mut(), std::pin::pin!(env.time.sleep(ms(150)))).await
+    {
         panic!("acquire finished before the hung nodes' command timeout: {r:?}");
     }
     assert!(
         env.nodes[0].get(MUTEX_KEY).is_some(),
         "the attempt should hold node 1 now"
     );
-    let start = Instant::now();
+    let start = env.time.now();
     drop(acquire);
-    wait_until(
-        "the abandoned attempt is undone",
-        Duration::from_millis(1500),
-        || env.nodes[0].get(MUTEX_KEY).is_none(),
-    )
-    .await;
-    assert!(start.elapsed() < Duration::from_secs(2));
+    env.time
+        .wait_until(
+            "the abandoned attempt is undone",
+            Duration::from_millis(1500),
+            || env.nodes[0].get(MUTEX_KEY).is_none(),
+        )
+        .await;
+    assert!(env.time.since(start) < Duration::from_secs(2));
     pause_2.resume();
     pause_3.resume();
-    wait_until(
-        "the resumed nodes are clean",
-        Duration::from_secs(5),
-        || gets(&env.nodes[1..]) == [None, None],
-    )
-    .await;
+    env.time
+        .wait_until(
+            "the resumed nodes are clean",
+            Duration::from_secs(5),
+            || gets(&env.nodes[1..]) == [None, None],
+        )
+        .await;
 }
 
 /// Issue 7.3: a hung node costs nothing when the other two answer: acquire,
@@ -209,20 +215,21 @@ pub async fn mutex_hung_node_adds_no_delay(env: Env) {
         .unwrap();
     let lock = Kind::Mutex.lock(env.backends(), options);
     let pause = Paused::new(&*env.nodes[2]);
-    let start = Instant::now();
+    let start = env.time.now();
     let g = lock.acquire().await.unwrap();
-    sleep(ms(350)).await; // three refresh ticks
+    env.time.sleep(ms(350)).await; // three refresh ticks
     assert!(g.is_acquired());
     g.release().await.unwrap();
     assert!(
-        start.elapsed() < Duration::from_secs(2),
+        env.time.since(start) < Duration::from_secs(2),
         "a hung node delayed acquire, refresh or release: {:?}",
-        start.elapsed()
+        env.time.since(start)
     );
     assert_eq!(gets(&env.nodes[..2]), [None, None]);
     pause.resume();
-    wait_until("the resumed node is clean", Duration::from_secs(8), || {
-        env.nodes[2].get(MUTEX_KEY).is_none()
-    })
-    .await;
+    env.time
+        .wait_until("the resumed node is clean", Duration::from_secs(8), || {
+            env.nodes[2].get(MUTEX_KEY).is_none()
+        })
+        .await;
 }

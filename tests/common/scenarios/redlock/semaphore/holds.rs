@@ -15,7 +15,7 @@ use crate::common::scenarios::support::{
     assert_default_ttl, assert_message, assert_still_waiting, assert_timeout, no_refresh, rejected,
     takeover, waiting,
 };
-use crate::common::timing::{ms, sleep, t, OUTLIVE};
+use crate::common::timing::{ms, t, OUTLIVE};
 use crate::common::Env;
 
 /// RLS-01, RLMS-01: limit 0, permits 0, permits above the limit, an empty
@@ -137,9 +137,9 @@ async fn cancel_waiting(env: Env, holder: Kind, waiter: Kind) {
     let g = holder.lock(env.backends(), t()).acquire().await.unwrap();
     let w = waiter.lock(env.backends(), waiting(Duration::from_secs(60)));
     let acquire = pin!(w.acquire());
-    assert_still_waiting(acquire, "the semaphore was full").await;
+    assert_still_waiting(&env.time, acquire, "the semaphore was full").await;
     g.release().await.unwrap();
-    sleep(ms(100)).await;
+    env.time.sleep(ms(100)).await;
     assert_everywhere(
         &env,
         Vec::new(),
@@ -165,7 +165,7 @@ async fn external(env: Env, kind: Kind) {
     let local = kind.lock(env.backends(), takeover(&id));
     let g = local.acquire().await.unwrap();
     assert_eq!(g.identifier(), id);
-    sleep(OUTLIVE).await;
+    env.time.sleep(OUTLIVE).await;
     assert_everywhere(&env, kind.members(&id), "one shared hold, kept alive");
     g.release().await.unwrap();
     assert_everywhere(&env, Vec::new(), "after release");

@@ -44,12 +44,12 @@ async fn batches(env: Env, kind: Kind) {
             .collect();
         (guards, ids)
     };
-    let start = Instant::now();
+    let start = env.time.now();
     let (_batch1, ids1) = batch().await;
     assert_everywhere(&env, ids1.clone(), "batch 1 fills the limit");
 
     let (_batch2, ids2) = batch().await;
-    let waited = start.elapsed();
+    let waited = env.time.since(start);
     assert!(
         waited >= ms(TTL as u64 - 20),
         "batch 2 got in after {waited:?}, before batch 1 expired"

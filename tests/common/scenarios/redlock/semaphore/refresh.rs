@@ -11,8 +11,8 @@ use crate::common::scenarios::redlock::{
     lost_when, zranges, Kind, Losses, MULTI_3_1, MULTI_3_2, MULTI_4_2, SEM1, SEM2, SEM3,
     SEM_KEY as KEY,
 };
-use crate::common::scenarios::support::{assert_lost, assert_timeout, no_refresh, wait_until};
-use crate::common::timing::{ms, sleep, t, OUTLIVE};
+use crate::common::scenarios::support::{assert_lost, assert_timeout, no_refresh};
+use crate::common::timing::{ms, t, OUTLIVE};
 use crate::common::Env;
 
 /// Refresh keeps both holders on every node past the lock timeout.
@@ -20,7 +20,7 @@ async fn refresh_keeps(env: Env, a: Kind, b: Kind) {
     let losses = Losses::default();
     let g1 = a.lock(env.backends(), losses.t()).acquire().await.unwrap();
     let g2 = b.lock(env.backends(), losses.t()).acquire().await.unwrap();
-    sleep(OUTLIVE).await;
+    env.time.sleep(OUTLIVE).await;
     assert!(g1.is_acquired() && g2.is_acquired());
     losses.assert_none();
     assert_everywhere(&env, members_of(&[(a, &g1), (b, &g2)]), "refreshed holders");
@@ -43,7 +43,7 @@ async fn stop_refresh(env: Env, a: Kind, b: Kind) {
     let g1 = a.lock(env.backends(), t()).acquire().await.unwrap();
     let g2 = b.lock(env.backends(), t()).acquire().await.unwrap();
     g1.stop_refresh();
-    sleep(OUTLIVE).await;
+    env.time.sleep(OUTLIVE).await;
     assert_everywhere(
         &env,
         b.members(g2.identifier()),
@@ -51,7 +51,7 @@ async fn stop_refresh(env: Env, a: Kind, b: Kind) {
     );
     assert!(!g1.is_acquired() && g2.is_acquired());
     g2.stop_refresh();
-    sleep(OUTLIVE).await;
+    env.time.sleep(OUTLIVE).await;
     assert_everywhere(&env, Vec::new(), "both expired");
     for g in [g1, g2] {
         assert_lost!(g.lost().await, LostReason::Expired);
@@ -104,7 +104,7 @@ async fn reuse_with_refresh(env: Env, kind: Kind) {
     for _ in 0..3 {
         let g1 = s1.acquire().await.unwrap();
         let g2 = s2.acquire().await.unwrap();
-        sleep(ms(200)).await;
+        env.time.sleep(ms(200)).await;
         assert_everywhere(
             &env,
             members_of(&[(kind, &g1), (kind, &g2)]),
@@ -113,7 +113,7 @@ async fn reuse_with_refresh(env: Env, kind: Kind) {
         g1.release().await.unwrap();
         g2.release().await.unwrap();
         assert_everywhere(&env, Vec::new(), "after release");
-        sleep(ms(200)).await;
+        env.time.sleep(ms(200)).await;
         assert_everywhere(&env, Vec::new(), "no resurrection after release");
     }
 }
@@ -147,14 +147,14 @@ async fn reuse_without_refresh(env: Env, kind: Kind) {
     assert_everywhere(&env, Vec::new(), "after one cycle");
 
     let g1 = s1.acquire().await.unwrap();
-    sleep(ms(150)).await;
+    env.time.sleep(ms(150)).await;
     let g2 = s2.acquire().await.unwrap();
     let err = s3.acquire().await.unwrap_err();
     assert_timeout(
         &err,
         &format!("Acquire {} semaphore:key timeout", kind.name()),
     );
-    sleep(ms(300)).await; // g1 is older than the lock timeout now
+    env.time.sleep(ms(300)).await; // g1 is older than the lock timeout now
     let g3 = s3.acquire().await.unwrap();
     for (i, node) in env.nodes.iter().enumerate() {
         assert!(
@@ -198,7 +198,7 @@ pub async fn sem_fill_respects_the_limit(env: Env) {
     let node3 = &env.nodes[2];
     node3.del(KEY);
     node3.zadd(KEY, node3.now_ms(), "intruder");
-    sleep(ms(300)).await; // a few refresh ticks, before "intruder" expires by score
+    env.time.sleep(ms(300)).await; // a few refresh ticks, before "intruder" expires by score
     assert_eq!(
         zranges(&env.nodes),
         [
@@ -209,12 +209,13 @@ pub async fn sem_fill_respects_the_limit(env: Env) {
     );
     assert!(g.is_acquired());
     losses.assert_none();
-    wait_until(
-        "node 3 gets the hold once the intruder expired",
-        Duration::from_secs(3),
-        || node3.zrange(KEY) == [id.clone()],
-    )
-    .await;
+    env.time
+        .wait_until(
+            "node 3 gets the hold once the intruder expired",
+            Duration::from_secs(3),
+            || node3.zrange(KEY) == [id.clone()],
+        )
+        .await;
     assert!(g.is_acquired());
     g.release().await.unwrap();
     assert_everywhere(&env, Vec::new(), "after release");
