@@ -2,6 +2,7 @@
 //! kind's protocol), shared by the public lock types, their acquisitions and
 //! guards.
 
+use std::fmt;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
@@ -31,6 +32,27 @@ impl<P: Protocol> LockCore<P> {
             fixed_id: FixedIdSlot::new(),
             protocol,
         })
+    }
+}
+
+impl<P: ?Sized> LockCore<P> {
+    /// The `Debug` of a public lock type: `Name { key, <shape>, options }`,
+    /// where `shape` is what sizes the lock (limit, permits, nodes). Never
+    /// the backend (so `B` need not be `Debug`) nor internal state; the
+    /// options hide a fixed identifier.
+    pub(crate) fn fmt_lock(
+        &self,
+        f: &mut fmt::Formatter<'_>,
+        name: &str,
+        key: &str,
+        shape: &[(&str, &dyn fmt::Debug)],
+    ) -> fmt::Result {
+        let mut out = f.debug_struct(name);
+        out.field("key", &key);
+        for (field, value) in shape {
+            out.field(field, value);
+        }
+        out.field("options", &self.options).finish()
     }
 }
 

@@ -112,23 +112,29 @@ lock_methods!(
 );
 
 /// Shows what the mutex is: its key and options, not its backend or
-/// internal state (so `B` need not be `Debug`).
+/// internal state (so `B` need not be `Debug`). A fixed identifier acts as
+/// a credential for the hold, so only its first 4 characters are shown (none
+/// of one shorter than 16).
 ///
 /// ```
-/// use redsem_core::Mutex;
+/// use redsem_core::{LockOptions, Mutex};
 /// use redsem_mock::MockBackend;
 ///
 /// let mutex = Mutex::new(MockBackend::new(), "jobs")?;
 /// let shown = format!("{mutex:?}");
 /// assert!(shown.starts_with(r#"Mutex { key: "mutex:jobs", options: LockOptions { lock_timeout: 10s,"#));
 /// assert!(!shown.contains("MockBackend"));
+///
+/// let secret = "7d4e8f9a-handover-token";
+/// let options = LockOptions::builder().identifier(secret).build()?;
+/// let shown = format!("{:?}", Mutex::with_options(MockBackend::new(), "jobs", options)?);
+/// assert!(shown.contains(r#"identity: Fixed("7d4e…")"#));
+/// assert!(!shown.contains(secret));
 /// # Ok::<(), redsem_core::LockError>(())
 /// ```
 impl<B> fmt::Debug for Mutex<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Mutex")
-            .field("key", &self.core.protocol.commands.key)
-            .field("options", &self.core.options)
-            .finish()
+        let key = &self.core.protocol.commands.key;
+        self.core.fmt_lock(f, "Mutex", key, &[])
     }
 }

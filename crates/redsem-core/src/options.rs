@@ -15,12 +15,42 @@ const MAX_LOCK_TIMEOUT_MS: u128 = 1 << 62;
 pub type LostCallback = Arc<dyn Fn(&LockError) + Send + Sync + 'static>;
 
 /// How a lock names its holder in Redis.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub(crate) enum Identity {
     /// A fresh UUID v4 for every acquisition, optionally `<uuid>-<suffix>`.
     Random { suffix: Option<String> },
     /// One identifier for every acquisition of this lock instance.
     Fixed(String),
+}
+
+/// A fixed identifier is a bearer token for its hold: `Debug` shows only
+/// its first characters, and none of a short one.
+impl fmt::Debug for Identity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Identity::Random { suffix } => {
+                f.debug_struct("Random").field("suffix", suffix).finish()
+            }
+            Identity::Fixed(id) => f.debug_tuple("Fixed").field(&Redacted(id)).finish(),
+        }
+    }
+}
+
+/// `Debug` of an identifier that must not be printed whole: `"0f6c…"`.
+struct Redacted<'a>(&'a str);
+
+impl fmt::Debug for Redacted<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // 4 of at least 16 characters leave a guess of 12 or more.
+        const SHOWN: usize = 4;
+        const MIN_LEN: usize = 16;
+        let prefix: String = if self.0.chars().count() >= MIN_LEN {
+            self.0.chars().take(SHOWN).collect()
+        } else {
+            String::new()
+        };
+        write!(f, "{:?}", format!("{prefix}…"))
+    }
 }
 
 impl Identity {
@@ -264,7 +294,7 @@ impl fmt::Debug for LockOptionsBuilder {
             .field("retry_interval", &self.retry_interval)
             .field("refresh_interval", &self.refresh_interval)
             .field("command_timeout", &self.command_timeout)
-            .field("identifier", &self.identifier)
+            .field("identifier", &self.identifier.as_deref().map(Redacted))
             .field("identifier_suffix", &self.identifier_suffix)
             .field("acquired_externally", &self.acquired_externally)
             .finish_non_exhaustive()
@@ -645,6 +675,37 @@ mod tests {
             .identifier("a")
             .identifier_suffix("b"))
         .contains("invalid identifier_suffix"));
+    }
+
+    #[test]
+    fn debug_never_shows_a_fixed_identifier() {
+        let secret = "0f6c1e7a-5b3d-4c1e-9a2b-7d4e8f9a1b2c";
+        let builder = LockOptions::builder().identifier(secret);
+        let shown_builder = format!("{builder:?}");
+        let options = builder.build();
+        let shown = format!("{options:?}");
+        assert!(!shown.contains(secret), "{shown}");
+        assert!(shown.contains(r#"identity: Fixed("0f6c…")"#), "{shown}");
+        assert!(!shown_builder.contains(secret), "{shown_builder}");
+        assert!(
+            shown_builder.contains(r#"identifier: Some("0f6c…")"#),
+            "{shown_builder}"
+        );
+        // A short one would be mostly prefix: none of it is shown.
+        let short = format!(
+            "{:?}",
+            LockOptions::builder().identifier("worker-7").build()
+        );
+        assert!(
+            !short.contains("work") && short.contains(r#"Fixed("…")"#),
+            "{short}"
+        );
+        // Random identities have nothing secret before the acquire.
+        let random = format!("{:?}", LockOptions::default());
+        assert!(
+            random.contains("identity: Random { suffix: None }"),
+            "{random}"
+        );
     }
 
     #[test]

@@ -354,12 +354,9 @@ fn check_member_safe(options: &LockOptions) -> Result<(), LockError> {
 /// ```
 impl<B> fmt::Debug for Semaphore<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let commands = &self.core.protocol.commands;
-        f.debug_struct("Semaphore")
-            .field("key", &commands.key)
-            .field("limit", &commands.limit)
-            .field("options", &self.core.options)
-            .finish()
+        let c = &self.core.protocol.commands;
+        self.core
+            .fmt_lock(f, "Semaphore", &c.key, &[("limit", &c.limit)])
     }
 }
 
@@ -380,12 +377,8 @@ impl<B> fmt::Debug for Semaphore<B> {
 /// ```
 impl<B> fmt::Debug for MultiSemaphore<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let commands = &self.core.protocol.commands;
-        f.debug_struct("MultiSemaphore")
-            .field("key", &commands.key)
-            .field("limit", &commands.limit)
-            .field("permits", &commands.permits)
-            .field("options", &self.core.options)
-            .finish()
+        let c = &self.core.protocol.commands;
+        let shape: [(&str, &dyn fmt::Debug); 2] = [("limit", &c.limit), ("permits", &c.permits)];
+        self.core.fmt_lock(f, "MultiSemaphore", &c.key, &shape)
     }
 }

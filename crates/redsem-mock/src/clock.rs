@@ -43,7 +43,7 @@ pub(crate) fn duration_ms(d: Duration) -> i64 {
 /// Milliseconds of `d` rounded up, so a non-zero duration never becomes 0 ms.
 pub(crate) fn duration_ms_ceil(d: Duration) -> i64 {
     let ms = duration_ms(d);
-    if d.subsec_nanos() % 1_000_000 != 0 {
+    if !d.subsec_nanos().is_multiple_of(1_000_000) {
         ms.saturating_add(1)
     } else {
         ms

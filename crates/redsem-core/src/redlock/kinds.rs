@@ -397,88 +397,85 @@ lock_methods!(
     RedisBackend + 'static
 );
 
-/// Shows what the Redlock mutex is: its key, the number of nodes and the
-/// options, not the nodes themselves or internal state (so `B` need not be
-/// `Debug`).
-///
-/// ```
-/// use redsem_core::RedlockMutex;
-/// use redsem_mock::MockBackend;
-///
-/// let nodes = vec![MockBackend::new(), MockBackend::new(), MockBackend::new()];
-/// let mutex = RedlockMutex::new(nodes, "migrations")?;
-/// let shown = format!("{mutex:?}");
-/// assert!(shown.starts_with(
-///     r#"RedlockMutex { key: "mutex:migrations", nodes: 3, options: LockOptions {"#
-/// ));
-/// assert!(!shown.contains("MockBackend"));
-/// # Ok::<(), redsem_core::LockError>(())
-/// ```
-impl<B> fmt::Debug for RedlockMutex<B> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RedlockMutex")
-            .field("key", &self.core.protocol.commands.key)
-            .field("nodes", &self.core.protocol.nodes.len())
-            .field("options", &self.core.options)
-            .finish()
-    }
+/// `Debug` for a Redlock kind: its key, then the commands' `fields` (limit,
+/// permits), the number of nodes and the options (see `LockCore::fmt_lock`).
+macro_rules! redlock_debug {
+    ($(#[$doc:meta])* $ty:ident { $($field:ident),* }) => {
+        $(#[$doc])*
+        impl<B> fmt::Debug for $ty<B> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                let p = &self.core.protocol;
+                let shape: &[(&str, &dyn fmt::Debug)] = &[
+                    $((stringify!($field), &p.commands.$field),)*
+                    ("nodes", &p.nodes.len()),
+                ];
+                self.core.fmt_lock(f, stringify!($ty), &p.commands.key, shape)
+            }
+        }
+    };
 }
 
-/// Shows what the Redlock semaphore is: its key, limit, number of nodes and
-/// options, not the nodes themselves or internal state (so `B` need not be
-/// `Debug`).
-///
-/// ```
-/// use redsem_core::RedlockSemaphore;
-/// use redsem_mock::MockBackend;
-///
-/// let nodes = vec![MockBackend::new(), MockBackend::new(), MockBackend::new()];
-/// let pool = RedlockSemaphore::new(nodes, "api", 5)?;
-/// let shown = format!("{pool:?}");
-/// assert!(shown.starts_with(
-///     r#"RedlockSemaphore { key: "semaphore:api", limit: 5, nodes: 3, options: LockOptions {"#
-/// ));
-/// assert!(!shown.contains("MockBackend"));
-/// # Ok::<(), redsem_core::LockError>(())
-/// ```
-impl<B> fmt::Debug for RedlockSemaphore<B> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let commands = &self.core.protocol.commands;
-        f.debug_struct("RedlockSemaphore")
-            .field("key", &commands.key)
-            .field("limit", &commands.limit)
-            .field("nodes", &self.core.protocol.nodes.len())
-            .field("options", &self.core.options)
-            .finish()
-    }
-}
+redlock_debug!(
+    /// Shows what the Redlock mutex is: its key, the number of nodes and the
+    /// options, not the nodes themselves or internal state (so `B` need not
+    /// be `Debug`), nor a fixed identifier whole.
+    ///
+    /// ```
+    /// use redsem_core::RedlockMutex;
+    /// use redsem_mock::MockBackend;
+    ///
+    /// let nodes = vec![MockBackend::new(), MockBackend::new(), MockBackend::new()];
+    /// let mutex = RedlockMutex::new(nodes, "migrations")?;
+    /// let shown = format!("{mutex:?}");
+    /// assert!(shown.starts_with(
+    ///     r#"RedlockMutex { key: "mutex:migrations", nodes: 3, options: LockOptions {"#
+    /// ));
+    /// assert!(!shown.contains("MockBackend"));
+    /// # Ok::<(), redsem_core::LockError>(())
+    /// ```
+    RedlockMutex {}
+);
 
-/// Shows what the Redlock multi-semaphore is: its key, limit, permits,
-/// number of nodes and options, not the nodes themselves or internal state
-/// (so `B` need not be `Debug`).
-///
-/// ```
-/// use redsem_core::RedlockMultiSemaphore;
-/// use redsem_mock::MockBackend;
-///
-/// let nodes = vec![MockBackend::new(), MockBackend::new(), MockBackend::new()];
-/// let gpu = RedlockMultiSemaphore::new(nodes, "gpu", 8, 2)?;
-/// let shown = format!("{gpu:?}");
-/// assert!(shown.starts_with(
-///     r#"RedlockMultiSemaphore { key: "semaphore:gpu", limit: 8, permits: 2, nodes: 3, options: LockOptions {"#
-/// ));
-/// assert!(!shown.contains("MockBackend"));
-/// # Ok::<(), redsem_core::LockError>(())
-/// ```
-impl<B> fmt::Debug for RedlockMultiSemaphore<B> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let commands = &self.core.protocol.commands;
-        f.debug_struct("RedlockMultiSemaphore")
-            .field("key", &commands.key)
-            .field("limit", &commands.limit)
-            .field("permits", &commands.permits)
-            .field("nodes", &self.core.protocol.nodes.len())
-            .field("options", &self.core.options)
-            .finish()
-    }
-}
+redlock_debug!(
+    /// Shows what the Redlock semaphore is: its key, limit, number of nodes
+    /// and options, not the nodes themselves or internal state (so `B` need
+    /// not be `Debug`), nor a fixed identifier whole.
+    ///
+    /// ```
+    /// use redsem_core::RedlockSemaphore;
+    /// use redsem_mock::MockBackend;
+    ///
+    /// let nodes = vec![MockBackend::new(), MockBackend::new(), MockBackend::new()];
+    /// let pool = RedlockSemaphore::new(nodes, "api", 5)?;
+    /// let shown = format!("{pool:?}");
+    /// assert!(shown.starts_with(
+    ///     r#"RedlockSemaphore { key: "semaphore:api", limit: 5, nodes: 3, options: LockOptions {"#
+    /// ));
+    /// assert!(!shown.contains("MockBackend"));
+    /// # Ok::<(), redsem_core::LockError>(())
+    /// ```
+    RedlockSemaphore { limit }
+);
+
+redlock_debug!(
+    /// Shows what the Redlock multi-semaphore is: its key, limit, permits,
+    /// number of nodes and options, not the nodes themselves or internal
+    /// state (so `B` need not be `Debug`), nor a fixed identifier whole.
+    ///
+    /// ```
+    /// use redsem_core::{LockOptions, RedlockMultiSemaphore};
+    /// use redsem_mock::MockBackend;
+    ///
+    /// let nodes = vec![MockBackend::new(), MockBackend::new(), MockBackend::new()];
+    /// let secret = "0f6c1e7a-5b3d-4c1e-9a2b-7d4e8f9a1b2c";
+    /// let options = LockOptions::builder().identifier(secret).build()?;
+    /// let gpu = RedlockMultiSemaphore::with_options(nodes, "gpu", 8, 2, options)?;
+    /// let shown = format!("{gpu:?}");
+    /// assert!(shown.starts_with(
+    ///     r#"RedlockMultiSemaphore { key: "semaphore:gpu", limit: 8, permits: 2, nodes: 3, options: LockOptions {"#
+    /// ));
+    /// assert!(shown.contains(r#"identity: Fixed("0f6c…")"#) && !shown.contains(secret));
+    /// # Ok::<(), redsem_core::LockError>(())
+    /// ```
+    RedlockMultiSemaphore { limit, permits }
+);

@@ -42,7 +42,7 @@ pub(super) fn zadd(c: &mut Call<'_>) -> CmdResult {
     if incr && pairs.len() != 2 {
         return Err("ERR INCR option supports a single increment-element pair".into());
     }
-    if pairs.is_empty() || pairs.len() % 2 != 0 {
+    if pairs.is_empty() || !pairs.len().is_multiple_of(2) {
         return Err(syntax_error());
     }
     if nx && xx {
