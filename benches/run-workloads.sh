@@ -21,7 +21,7 @@ for port in "${ports[@]}"; do
   for _ in $(seq 100); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.05; done
 done
 PORTS=$(IFS=,; echo "${ports[*]}")
-for w in ${WORKLOADS:-mutex-solo mutex-contended semaphore-contended multisemaphore-contended many-keys redlock-mutex-solo redlock-mutex-contended}; do
+for w in ${WORKLOADS:-mutex-solo mutex-contended semaphore-contended multisemaphore-contended many-keys redlock-mutex-solo redlock-mutex-contended mutex-handoff idle-waiters}; do
   for port in "${ports[@]}"; do
     redis-cli -p "$port" FLUSHALL >/dev/null; redis-cli -p "$port" SCRIPT FLUSH >/dev/null; redis-cli -p "$port" CONFIG RESETSTAT >/dev/null
   done

@@ -49,8 +49,12 @@ struct ClockTimers {
 }
 
 struct State {
-    /// By clock id; the system clock is 0.
-    clocks: HashMap<usize, ClockTimers>,
+    /// The system clock's timers, kept even when empty: nearly every timer
+    /// is on it, and it needs no lookup (nor a new tree after each empty
+    /// spell).
+    system: BTreeMap<TimerKey, Fire>,
+    /// Manual clocks' timers by clock id, dropped when empty.
+    manual: HashMap<usize, ClockTimers>,
     next_seq: u64,
     /// When the thread will next wake by itself (real time); `None` while
     /// it sleeps without a deadline.
@@ -66,15 +70,25 @@ impl State {
     /// The earliest due timer of every clock, as a real instant.
     fn next_wake(&self) -> Option<Instant> {
         let now = Instant::now();
-        self.clocks
-            .values()
-            .filter_map(|c| {
-                let (key, _) = c.timers.first_key_value()?;
-                Some(now + key.1.saturating_duration_since(c.clock.now()))
-            })
-            .min()
+        let system = self.system.first_key_value().map(|(key, _)| key.1);
+        let manual = self.manual.values().filter_map(|c| {
+            let (key, _) = c.timers.first_key_value()?;
+            Some(now + key.1.saturating_duration_since(c.clock.now()))
+        });
+        system.into_iter().chain(manual).min()
+    }
+
+    /// The timers of clock `id`, if it has any table.
+    fn timers_mut(&mut self, id: usize) -> Option<&mut BTreeMap<TimerKey, Fire>> {
+        match id {
+            SYSTEM => Some(&mut self.system),
+            id => self.manual.get_mut(&id).map(|c| &mut c.timers),
+        }
     }
 }
+
+/// The system clock's id.
+const SYSTEM: usize = 0;
 
 pub(crate) struct Driver {
     state: Mutex<State>,
@@ -86,6 +100,12 @@ pub(crate) struct Driver {
     /// while it is not polling: what the stall watchdog looks at.
     busy_since: AtomicU64,
     epoch: Instant,
+}
+
+impl std::fmt::Debug for Driver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Driver").finish_non_exhaustive()
+    }
 }
 
 static DRIVER: PerProcess<Driver> = PerProcess::new();
@@ -130,7 +150,8 @@ fn start() -> Result<Arc<Driver>, String> {
         .map_err(|e| format!("cannot start redsem's background thread: {e}"))?;
     let driver = Arc::new(Driver {
         state: Mutex::new(State {
-            clocks: HashMap::new(),
+            system: BTreeMap::new(),
+            manual: HashMap::new(),
             next_seq: 0,
             wake_at: None,
             new_jobs: Vec::new(),
@@ -197,12 +218,17 @@ impl Driver {
         let mut st = self.lock();
         st.next_seq += 1;
         let key = TimerKey(clock.id(), at, st.next_seq);
-        let timers = st.clocks.entry(key.0).or_insert_with(|| ClockTimers {
-            clock: clock.clone(),
-            timers: BTreeMap::new(),
-        });
-        timers.timers.insert(key, fire);
-        let real = Instant::now() + at.saturating_duration_since(clock.now());
+        let real = if key.0 == SYSTEM {
+            st.system.insert(key, fire);
+            at
+        } else {
+            let timers = st.manual.entry(key.0).or_insert_with(|| ClockTimers {
+                clock: clock.clone(),
+                timers: BTreeMap::new(),
+            });
+            timers.timers.insert(key, fire);
+            Instant::now() + at.saturating_duration_since(clock.now())
+        };
         let earlier = st.wake_at.is_none_or(|w| real < w);
         if earlier {
             st.wake_at = Some(real);
@@ -217,10 +243,7 @@ impl Driver {
     /// Replaces the waker of a pending timer; `false` if it already fired.
     pub(crate) fn update_waker(&self, key: TimerKey, waker: &Waker) -> bool {
         let mut st = self.lock();
-        let fire = st
-            .clocks
-            .get_mut(&key.0)
-            .and_then(|c| c.timers.get_mut(&key));
+        let fire = st.timers_mut(key.0).and_then(|t| t.get_mut(&key));
         match fire {
             Some(Fire::Wake(w)) => {
                 if !w.will_wake(waker) {
@@ -235,12 +258,12 @@ impl Driver {
     /// Cancels a timer; `true` if it had not fired yet.
     pub(crate) fn cancel_timer(&self, key: TimerKey) -> bool {
         let mut st = self.lock();
-        let Some(clock) = st.clocks.get_mut(&key.0) else {
+        let Some(timers) = st.timers_mut(key.0) else {
             return false;
         };
-        let removed = clock.timers.remove(&key).is_some();
-        if clock.timers.is_empty() {
-            st.clocks.remove(&key.0);
+        let removed = timers.remove(&key).is_some();
+        if timers.is_empty() && key.0 != SYSTEM {
+            st.manual.remove(&key.0);
         }
         removed
     }
@@ -248,8 +271,11 @@ impl Driver {
     /// The due time of the earliest timer on `clock`.
     pub(crate) fn earliest_timer(&self, clock: &Clock) -> Option<Instant> {
         let st = self.lock();
-        let timers = st.clocks.get(&clock.id())?;
-        timers.timers.first_key_value().map(|(key, _)| key.1)
+        let timers = match clock.id() {
+            SYSTEM => &st.system,
+            id => &st.manual.get(&id)?.timers,
+        };
+        timers.first_key_value().map(|(key, _)| key.1)
     }
 
     /// Waits until the thread has run an iteration that began after this
@@ -294,16 +320,11 @@ impl Driver {
                 let mut st = self.lock();
                 serving = serving.max(st.requested);
                 jobs.extend(st.new_jobs.drain(..).map(guard_job));
-                for clock in st.clocks.values_mut() {
-                    let now = clock.clock.now();
-                    while let Some(entry) = clock.timers.first_entry() {
-                        if entry.key().1 > now {
-                            break;
-                        }
-                        due.push(entry.remove());
-                    }
+                take_due(&mut st.system, Instant::now(), &mut due);
+                for clock in st.manual.values_mut() {
+                    take_due(&mut clock.timers, clock.clock.now(), &mut due);
                 }
-                st.clocks.retain(|_, c| !c.timers.is_empty());
+                st.manual.retain(|_, c| !c.timers.is_empty());
             }
             for fire in due.drain(..) {
                 match fire {
@@ -339,6 +360,16 @@ impl Driver {
                 None => std::thread::park(),
             }
         }
+    }
+}
+
+/// Moves the timers due by `now` into `due`, earliest first.
+fn take_due(timers: &mut BTreeMap<TimerKey, Fire>, now: Instant, due: &mut Vec<Fire>) {
+    while let Some(entry) = timers.first_entry() {
+        if entry.key().1 > now {
+            break;
+        }
+        due.push(entry.remove());
     }
 }
 

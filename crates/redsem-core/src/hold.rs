@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use crate::backoff;
 use crate::callbacks;
 use crate::clock::Clock;
-use crate::driver::{driver, Fire, TimerKey};
+use crate::driver::{driver, Driver, Fire, TimerKey};
 use crate::error::{LockError, LostReason};
 use crate::fixed_id::FixedIdClaim;
 use crate::lock_core::DynCore;
@@ -50,7 +50,8 @@ struct HoldState {
     lost: Option<LostReason>,
     refreshing: bool,
     valid_until: Instant,
-    timer: Option<TimerKey>,
+    /// The pending refresh or expiry timer, with the driver holding it.
+    timer: Option<(Arc<Driver>, TimerKey)>,
     /// Failed refreshes in a row, and the last one's error.
     refresh_failures: u32,
     last_error: Option<String>,
@@ -175,17 +176,24 @@ impl Hold {
             }
             _ => st.valid_until,
         };
-        let Ok(driver) = driver() else { return };
-        if let Some(old) = st.timer.take() {
-            driver.cancel_timer(old);
-        }
+        let driver = match st.timer.take() {
+            Some((driver, old)) => {
+                driver.cancel_timer(old);
+                driver
+            }
+            None => match driver() {
+                Ok(driver) => driver,
+                Err(_) => return,
+            },
+        };
         let hold = self.clone();
         let start = move || -> crate::driver::Job { Box::pin(hold.tick()) };
-        st.timer = Some(driver.add_timer(self.clock(), at, Fire::Start(Box::new(start))));
+        let key = driver.add_timer(self.clock(), at, Fire::Start(Box::new(start)));
+        st.timer = Some((driver, key));
     }
 
     fn cancel_timer(st: &mut HoldState) {
-        if let (Some(key), Ok(driver)) = (st.timer.take(), driver()) {
+        if let Some((driver, key)) = st.timer.take() {
             driver.cancel_timer(key);
         }
     }

@@ -15,13 +15,16 @@ use futures::FutureExt;
 use crate::error::{BackendError, BackendErrorKind};
 
 use crate::clock::Clock;
-use crate::driver::{driver, Fire, TimerKey};
+use crate::driver::{driver, Driver, Fire, TimerKey};
+use std::sync::Arc;
 
 /// A future that completes at `deadline` on its clock.
 pub(crate) struct Sleep {
     clock: Clock,
     deadline: Instant,
-    key: Option<TimerKey>,
+    /// The registered timer, with the driver that holds it (looking the
+    /// driver up again costs a system call: see `PerProcess`).
+    key: Option<(Arc<Driver>, TimerKey)>,
 }
 
 /// Completes at `deadline` on `clock`.
@@ -53,21 +56,23 @@ impl Future for Sleep {
             self.key = None;
             return Poll::Ready(());
         }
-        let Ok(driver) = driver() else {
-            // Without the background thread nothing could wake us; the
-            // deadline is treated as reached rather than hanging forever.
-            return Poll::Ready(());
-        };
-        match self.key {
-            Some(key) if driver.update_waker(key, cx.waker()) => Poll::Pending,
+        match &self.key {
+            Some((driver, key)) if driver.update_waker(*key, cx.waker()) => Poll::Pending,
             Some(_) => {
                 // Fired; wakeups can race the clock reading above.
                 self.key = None;
                 Poll::Ready(())
             }
             None => {
+                let Ok(driver) = driver() else {
+                    // Without the background thread nothing could wake us;
+                    // the deadline is treated as reached rather than
+                    // hanging forever.
+                    return Poll::Ready(());
+                };
                 let fire = Fire::Wake(cx.waker().clone());
-                self.key = Some(driver.add_timer(&self.clock, self.deadline, fire));
+                let key = driver.add_timer(&self.clock, self.deadline, fire);
+                self.key = Some((driver, key));
                 Poll::Pending
             }
         }
@@ -76,7 +81,7 @@ impl Future for Sleep {
 
 impl Drop for Sleep {
     fn drop(&mut self) {
-        if let (Some(key), Ok(driver)) = (self.key.take(), driver()) {
+        if let Some((driver, key)) = self.key.take() {
             driver.cancel_timer(key);
         }
     }
