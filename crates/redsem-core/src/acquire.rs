@@ -249,6 +249,9 @@ pub(crate) async fn acquire(
         };
         if let Some(limit) = limit {
             let last_error = match last_error {
+                // The head of this process's queue reads the key for all
+                // (1,000 waiters timing out must not make 1,000 reads).
+                None if pause.queued_behind() => None,
                 None => explain_busy(core).await,
                 some => some,
             };

@@ -42,7 +42,7 @@ pub use inspect::{Holder, Inspection, NodeInspection};
 pub use keys::{companion_key, MUTEX_PREFIX, SEMAPHORE_PREFIX};
 pub use lock::Lock;
 pub use mutex::Mutex;
-pub use notify::{Channels, Notifications, Subscriber};
+pub use notify::{Channels, NotificationSink, Notifications, Subscriber};
 pub use options::{LockOptions, LockOptionsBuilder, LostCallback};
 pub use redlock::{quorum, RedlockMultiSemaphore, RedlockMutex, RedlockSemaphore};
 pub use script::Script;

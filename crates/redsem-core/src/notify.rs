@@ -12,7 +12,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
@@ -197,6 +197,14 @@ impl Notifications {
         }
     }
 
+    /// A weak handle for the adapter's message loop; see
+    /// [`NotificationSink`].
+    pub fn sink(&self) -> NotificationSink {
+        NotificationSink {
+            hub: Arc::downgrade(&self.hub),
+        }
+    }
+
     /// The pub/sub commands in use.
     ///
     /// ```
@@ -270,6 +278,18 @@ impl Notifications {
     /// ```
     pub fn subscriptions(&self) -> usize {
         self.hub.lock().values().filter(|e| e.subscribed).count()
+    }
+
+    /// How many acquires of this process wait in the queues, over all
+    /// channels (what an operator or a test looks at).
+    ///
+    /// ```
+    /// use redsem_core::RedisBackend;
+    /// let hub = redsem_mock::MockBackend::new().notifications().cloned().unwrap();
+    /// assert_eq!(hub.waiters(), 0);
+    /// ```
+    pub fn waiters(&self) -> usize {
+        self.hub.lock().values().map(|e| e.waiters.len()).sum()
     }
 
     /// The message count of `channel`, if it is subscribed: read before an
@@ -401,6 +421,51 @@ impl Notifications {
                     }
                 }
             }
+        }
+    }
+}
+
+/// A weak handle on a [`Notifications`] hub for the adapter's message
+/// loop: it delivers without keeping the hub (and so the subscriber
+/// connection that owns the loop) alive.
+///
+/// ```
+/// use redsem_core::RedisBackend;
+/// let hub = redsem_mock::MockBackend::new().notifications().cloned().unwrap();
+/// let sink = hub.sink();
+/// sink.notify(b"mutex:jobs");
+/// drop(hub);
+/// sink.reset(); // the hub may be gone: a no-op then
+/// ```
+#[derive(Clone)]
+pub struct NotificationSink {
+    hub: Weak<Hub>,
+}
+
+impl fmt::Debug for NotificationSink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NotificationSink")
+            .field("alive", &(self.hub.strong_count() > 0))
+            .finish()
+    }
+}
+
+impl NotificationSink {
+    fn upgrade(&self) -> Option<Notifications> {
+        self.hub.upgrade().map(|hub| Notifications { hub })
+    }
+
+    /// As [`Notifications::notify`], if the hub still exists.
+    pub fn notify(&self, channel: &[u8]) {
+        if let Some(hub) = self.upgrade() {
+            hub.notify(channel);
+        }
+    }
+
+    /// As [`Notifications::reset`], if the hub still exists.
+    pub fn reset(&self) {
+        if let Some(hub) = self.upgrade() {
+            hub.reset();
         }
     }
 }

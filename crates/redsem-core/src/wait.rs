@@ -105,6 +105,11 @@ impl<'a> Pause<'a> {
         }
     }
 
+    /// Whether other waiters of this process are ahead in the queue.
+    pub(crate) fn queued_behind(&mut self) -> bool {
+        self.ticket.as_mut().is_some_and(|t| !t.place().0)
+    }
+
     /// Sleeps `delay` (after a failure), keeping the place in the queue.
     pub(crate) async fn sleep(&self, delay: Duration, deadline: Instant) {
         let now = self.clock.now();

@@ -2,6 +2,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod convert;
+mod notify;
 mod probe;
 mod runtime;
 mod tls;
@@ -75,6 +76,8 @@ pub struct FredBackend<C = Client> {
     runtime: RuntimeContext,
     /// Shared by clones: at most one probe a second for all of them.
     prober: Arc<Prober>,
+    /// Release notifications, when a subscriber client is configured.
+    notifications: Option<Notifications>,
 }
 
 impl<C> FredBackend<C>
@@ -113,7 +116,34 @@ where
             client,
             runtime: RuntimeContext::current(),
             prober: Prober::shared(),
+            notifications: None,
         }
+    }
+
+    /// Wakes waiters on release instead of letting them poll: a fred
+    /// `SubscriberClient` built from `config` (the configuration of the same
+    /// server or cluster as the client; connected when a waiter first
+    /// subscribes) carries one subscription per waited-on key, shared by
+    /// every lock on this backend and its clones. Releases through this
+    /// backend then announce themselves from the release script
+    /// (`PUBLISH`, or `SPUBLISH` on a cluster).
+    /// [`connect`](FredBackend::connect) turns it on by itself.
+    ///
+    /// ```no_run
+    /// use redsem_fred::fred::prelude::*;
+    /// use redsem_fred::{FredBackend, RedisBackend};
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let config = Config::from_url("redis://127.0.0.1:6379")?;
+    /// let client = Builder::from_config(config.clone()).build()?;
+    /// client.init().await?;
+    /// let backend = FredBackend::new(client).with_notifications(config)?;
+    /// assert!(backend.notifications().is_some());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn with_notifications(mut self, config: Config) -> Result<Self, BackendError> {
+        self.notifications = Some(notify::hub(config, self.runtime.clone())?);
+        Ok(self)
     }
 
     /// Enters `handle`'s runtime while polling fred, instead of the one
@@ -257,18 +287,22 @@ impl FredBackend<Client> {
         }
         let config =
             tls::catch(|| Config::from_url(url), "parsing the URL")?.map_err(convert::error)?;
-        let client = Builder::from_config(config)
+        let client = Builder::from_config(config.clone())
             .set_policy(ReconnectPolicy::new_exponential(0, 100, 5_000, 2))
             .build()
             .map_err(convert::error)?;
         let runtime = RuntimeContext::current();
         let init = tls::catch_panic(runtime.run(client.init()), "connecting").await;
         match init {
-            Ok(Ok(_connection_task)) => Ok(FredBackend {
-                client,
-                runtime,
-                prober: Prober::shared(),
-            }),
+            Ok(Ok(_connection_task)) => {
+                let notifications = Some(notify::hub(config, runtime.clone())?);
+                Ok(FredBackend {
+                    client,
+                    runtime,
+                    prober: Prober::shared(),
+                    notifications,
+                })
+            }
             Ok(Err(err)) => {
                 // Stops the reconnect policy; bounded, it is only tidying.
                 let quit =
@@ -324,6 +358,10 @@ where
             self.client
                 .set::<Value, _, _>(key, value, Some(ttl), Some(SetOptions::NX), false);
         convert::set_nx(self.send(call).await?)
+    }
+
+    fn notifications(&self) -> Option<&Notifications> {
+        self.notifications.as_ref()
     }
 }
 

@@ -32,6 +32,11 @@ impl RuntimeContext {
     }
 
     /// Polls `fut` to completion, inside the runtime for every poll.
+    /// The captured runtime, if any.
+    pub(crate) fn handle(&self) -> Option<&Handle> {
+        self.handle.as_ref()
+    }
+
     pub(crate) async fn run<F: Future>(&self, fut: F) -> F::Output {
         let mut fut = pin!(fut);
         poll_fn(|cx| {

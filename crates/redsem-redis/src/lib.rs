@@ -5,6 +5,7 @@
 compile_error!("redsem-redis needs the `tokio` or the `smol` feature");
 
 mod convert;
+mod notify;
 mod runtime;
 mod tls;
 
@@ -57,6 +58,7 @@ use crate::runtime::RuntimeContext;
 pub struct RedisRsBackend<C = MultiplexedConnection> {
     conn: C,
     runtime: RuntimeContext,
+    notifications: Option<Notifications>,
 }
 
 impl<C> RedisRsBackend<C>
@@ -86,7 +88,33 @@ where
         RedisRsBackend {
             conn,
             runtime: RuntimeContext::current(),
+            notifications: None,
         }
+    }
+
+    /// Wakes waiters on release instead of letting them poll: subscriptions
+    /// go over one more connection to the server `client` reaches (RESP3,
+    /// opened when a waiter first subscribes), shared by every lock on this
+    /// backend and its clones. Releases through this backend then announce
+    /// themselves (`PUBLISH` from the release script).
+    ///
+    /// `client` must reach the same single server (or Sentinel-managed
+    /// primary) as the connection; on Redis Cluster leave this off (waiters
+    /// poll). [`connect`](RedisRsBackend::connect) turns it on by itself.
+    ///
+    /// ```no_run
+    /// use redsem_redis::{RedisBackend, RedisRsBackend};
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let client = redis::Client::open("redis://127.0.0.1:6379")?;
+    /// let conn = client.get_multiplexed_async_connection().await?;
+    /// let backend = RedisRsBackend::new(conn).with_notifications(&client)?;
+    /// assert!(backend.notifications().is_some());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn with_notifications(mut self, client: &redis::Client) -> Result<Self, BackendError> {
+        self.notifications = Some(notify::hub(client, self.runtime.clone())?);
+        Ok(self)
     }
 
     /// Enters `handle`'s runtime while polling redis-rs, instead of the one
@@ -221,7 +249,7 @@ impl RedisRsBackend<MultiplexedConnection> {
         let conn = tls::catch_panic(client.get_multiplexed_async_connection(), "connecting")
             .await?
             .map_err(convert::error)?;
-        Ok(RedisRsBackend::new(conn))
+        RedisRsBackend::new(conn).with_notifications(&client)
     }
 }
 
@@ -230,6 +258,7 @@ impl<C> fmt::Debug for RedisRsBackend<C> {
         f.debug_struct("RedisRsBackend")
             .field("connection", &std::any::type_name::<C>())
             .field("runtime", &self.runtime)
+            .field("notifications", &self.notifications)
             .finish()
     }
 }
@@ -280,6 +309,10 @@ where
         let mut cmd = redis::cmd("SET");
         cmd.arg(key).arg(value).arg("PX").arg(ttl_ms).arg("NX");
         convert::set_nx(self.query(cmd).await?)
+    }
+
+    fn notifications(&self) -> Option<&Notifications> {
+        self.notifications.as_ref()
     }
 }
 
