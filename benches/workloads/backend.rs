@@ -34,13 +34,16 @@ impl<B: RedisBackend> RedisBackend for Counting<B> {
     fn clock(&self) -> redsem_core::Clock {
         self.inner.clock()
     }
+    fn notifications(&self) -> Option<&redsem_core::Notifications> {
+        self.inner.notifications()
+    }
 }
 
 /// What every lock in the run is built on: one shared connection per server.
 pub type Backend = Counting<RedisRsBackend>;
 
 /// How the backends are made, for `options`.
-pub const CLIENT: &str = "one shared redis::aio::MultiplexedConnection per server (redis-rs 1.x defaults) through RedisRsBackend::connect";
+pub const CLIENT: &str = "one shared redis::aio::MultiplexedConnection per server (redis-rs 1.x defaults) through RedisRsBackend::connect (release notifications on: one more RESP3 connection for subscriptions)";
 
 /// The one place backends are constructed: a new backend capability (such
 /// as a subscription for wake-on-release) is switched on here.
