@@ -6,6 +6,8 @@ compile_error!("redsem-redis needs the `tokio` or the `smol` feature");
 
 mod convert;
 mod runtime;
+#[cfg(feature = "sentinel")]
+mod sentinel;
 mod tls;
 
 use std::fmt;
@@ -15,6 +17,9 @@ use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::{Cmd, Value};
 
 pub use redis;
+#[cfg(feature = "sentinel")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sentinel")))]
+pub use sentinel::SentinelConnection;
 
 /// Everything `redsem-core` offers (the six lock types, options, errors,
 /// the backend trait), so this crate is the only dependency a user needs:
