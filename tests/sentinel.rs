@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 
 use common::clients::runtime;
 use common::timing::ms;
+use futures::future::LocalBoxFuture;
 use futures::FutureExt;
 use redsem_core::{LockError, LockGuard, LockOptions, Mutex, RedisBackend, Semaphore};
 use redsem_fred::FredBackend;
@@ -37,6 +38,8 @@ use tokio::task::JoinHandle;
 type TestResult = Result<(), Box<dyn Error>>;
 type Backend = Arc<dyn RedisBackend>;
 type Waiter = JoinHandle<Result<LockGuard, LockError>>;
+/// Connects an adapter to the primary the deployment's Sentinels name.
+type Connect = for<'a> fn(&'a RedisSentinel) -> LocalBoxFuture<'a, Result<Backend, Box<dyn Error>>>;
 
 /// Bound of every step after the failover: the demotion delay (about
 /// 10 s) plus reconnecting and a few retries.
@@ -138,12 +141,7 @@ fn waited(rt: &Runtime, waiter: Waiter) -> Result<LockGuard, Box<dyn Error>> {
     Ok(result.map_err(|_| format!("the waiter did not get the lock within {STEP:?}"))???)
 }
 
-fn failover_while_locks_are_held_and_waited_for(
-    connect: for<'a> fn(
-        &'a RedisSentinel,
-    )
-        -> futures::future::LocalBoxFuture<'a, Result<Backend, Box<dyn Error>>>,
-) -> TestResult {
+fn failover_while_locks_are_held_and_waited_for(connect: Connect) -> TestResult {
     let deployment = RedisSentinel::start()?;
     let rt = runtime();
     let backend = rt.block_on(connect(&deployment))?;
