@@ -175,6 +175,12 @@ impl Channel {
     }
 }
 
+// The hub's state sits behind a mutex whose poisoning is recovered, and
+// every update leaves it consistent, so a panic elsewhere cannot leave it
+// half-changed: a backend holding a hub stays unwind safe.
+impl std::panic::UnwindSafe for Notifications {}
+impl std::panic::RefUnwindSafe for Notifications {}
+
 impl fmt::Debug for Notifications {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Notifications")

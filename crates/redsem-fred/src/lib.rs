@@ -239,6 +239,15 @@ impl FredBackend<Client> {
     /// gives the client a reconnect policy (exponential backoff from 100 ms
     /// up to 5 s, without limit), and waits for `init()`.
     ///
+    /// For a Sentinel-managed Redis, name the Sentinels and the monitored
+    /// primary in a `redis-sentinel://` URL (no extra feature needed):
+    /// `redis-sentinel://s1:26379?sentinelServiceName=mymaster&node=s2:26379&node=s3:26379`
+    /// (credentials and database in it are the Redis servers'). fred asks
+    /// the Sentinels for the primary, checks its `ROLE`, and asks again
+    /// whenever it reconnects, so the backend follows failovers: a failover
+    /// closes the connections to the old primary once Sentinel demotes it,
+    /// and redsem retries the calls that failed meanwhile.
+    ///
     /// A URL asking for TLS (`rediss://`, `rediss-cluster://`,
     /// `valkeys://`...) needs one of the features `enable-rustls-ring`,
     /// `enable-rustls` or `enable-native-tls` of this crate: without them it
@@ -260,7 +269,11 @@ impl FredBackend<Client> {
     /// let backend = FredBackend::connect("redis://locks:s3cret@127.0.0.1:6379/0").await?;
     /// // TLS (with the `enable-rustls-ring` feature; an error without it):
     /// let tls = FredBackend::connect("rediss://locks:s3cret@redis.example:6380").await?;
-    /// # let _ = (backend, tls);
+    /// // The primary that three Sentinels know as `mymaster`:
+    /// let sentinel = FredBackend::connect(
+    ///     "redis-sentinel://10.0.0.1:26379?sentinelServiceName=mymaster&node=10.0.0.2:26379&node=10.0.0.3:26379",
+    /// ).await?;
+    /// # let _ = (backend, tls, sentinel);
     /// # Ok(())
     /// # }
     /// ```
@@ -370,6 +383,17 @@ mod tests {
     use super::*;
 
     fn assert_backend<B: RedisBackend + Clone + 'static>() {}
+
+    #[test]
+    fn sentinel_urls_make_sentinel_configs() {
+        let url =
+            "redis-sentinel://127.0.0.1:26379?sentinelServiceName=mymaster&node=127.0.0.1:26380";
+        let config = Config::from_url(url).map_err(|e| e.to_string());
+        assert!(
+            config.as_ref().is_ok_and(|c| c.server.is_sentinel()),
+            "{config:?}"
+        );
+    }
 
     #[test]
     fn client_types_make_backends() {

@@ -7,6 +7,8 @@ compile_error!("redsem-redis needs the `tokio` or the `smol` feature");
 mod convert;
 mod notify;
 mod runtime;
+#[cfg(feature = "sentinel")]
+mod sentinel;
 mod tls;
 
 use std::fmt;
@@ -16,6 +18,9 @@ use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::{Cmd, Value};
 
 pub use redis;
+#[cfg(feature = "sentinel")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sentinel")))]
+pub use sentinel::SentinelConnection;
 
 /// Everything `redsem-core` offers (the six lock types, options, errors,
 /// the backend trait), so this crate is the only dependency a user needs:

@@ -21,6 +21,7 @@
 //!
 //! [`RedisCluster`] builds a cluster of masters, and [`shared_cluster`] gives
 //! one cluster per test binary for tests that only need *a* cluster.
+//! [`RedisSentinel`] starts a primary, a replica and three Sentinels.
 //!
 //! [`FaultProxy`] sits between a client and a server and injects network
 //! faults at run time: latency, a black hole, refused or reset connections,
@@ -47,6 +48,7 @@ mod cluster;
 mod error;
 mod proxy;
 mod resp;
+mod sentinel;
 mod server;
 mod util;
 mod wrapper;
@@ -57,6 +59,7 @@ pub use cluster::RedisCluster;
 pub use error::TestingError;
 pub use proxy::{FaultProxy, ProxyMode, ProxyStats};
 pub use resp::{RespConnection, RespValue};
+pub use sentinel::RedisSentinel;
 pub use server::RedisServer;
 
 /// The number of masters of the [`shared_cluster`].

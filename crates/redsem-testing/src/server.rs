@@ -38,6 +38,8 @@ pub struct RedisServer {
     port: u16,
     /// The cluster bus port, for nodes started in cluster mode.
     bus_port: Option<u16>,
+    /// Runs as a Sentinel (`redis-server <dir>/sentinel.conf --sentinel`).
+    sentinel: bool,
     dir: PathBuf,
     binary: PathBuf,
     /// All arguments after the binary, kept so `start_again` reuses them.
@@ -64,6 +66,20 @@ impl RedisServer {
     /// port is chosen too). Retries with fresh ports when the start fails
     /// because a port was taken by someone else in the meantime.
     pub(crate) fn launch(extra_args: &[&str], cluster: bool) -> Result<RedisServer, TestingError> {
+        Self::launch_as(extra_args, cluster, false)
+    }
+
+    /// Starts a Sentinel: `extra_args` are its configuration (`--sentinel
+    /// monitor ...`), written by it to `sentinel.conf` in its dir.
+    pub(crate) fn launch_sentinel(extra_args: &[&str]) -> Result<RedisServer, TestingError> {
+        Self::launch_as(extra_args, false, true)
+    }
+
+    fn launch_as(
+        extra_args: &[&str],
+        cluster: bool,
+        sentinel: bool,
+    ) -> Result<RedisServer, TestingError> {
         let binary = util::find_program("redis-server", "redis-server")?;
         let mut last_error = None;
         for _ in 0..START_ATTEMPTS {
@@ -71,6 +87,7 @@ impl RedisServer {
             let mut server = RedisServer {
                 port: 0,
                 bus_port: None,
+                sentinel,
                 args: Vec::new(),
                 binary: binary.clone(),
                 dir,
@@ -81,7 +98,7 @@ impl RedisServer {
             if cluster {
                 server.bus_port = Some(util::pick_free_port()?);
             }
-            server.args = server.build_args(extra_args);
+            server.args = server.build_args(extra_args)?;
             match server.boot() {
                 Ok(()) => return Ok(server),
                 // Dropping `server` removes its dir; try again on new ports.
@@ -102,9 +119,17 @@ impl RedisServer {
         })
     }
 
-    fn build_args(&self, extra_args: &[&str]) -> Vec<String> {
+    fn build_args(&self, extra_args: &[&str]) -> Result<Vec<String>, TestingError> {
         let dir = self.dir.to_string_lossy().into_owned();
-        let mut args: Vec<String> = vec![
+        let mut args = Vec::new();
+        if self.sentinel {
+            // A Sentinel needs a config file of its own to write, first.
+            let config = self.dir.join("sentinel.conf");
+            fs::write(&config, "")
+                .map_err(|e| TestingError::io(format!("creating {}", config.display()), e))?;
+            args.extend([config.to_string_lossy().into_owned(), "--sentinel".into()]);
+        }
+        args.extend([
             "--port".into(),
             self.port.to_string(),
             "--bind".into(),
@@ -117,7 +142,7 @@ impl RedisServer {
             "no".into(),
             "--dir".into(),
             dir.clone(),
-        ];
+        ]);
         if let Some(bus_port) = self.bus_port {
             args.extend(
                 [
@@ -134,7 +159,7 @@ impl RedisServer {
             );
         }
         args.extend(extra_args.iter().map(|a| (*a).to_owned()));
-        args
+        Ok(args)
     }
 
     /// Spawns the process and waits until it answers PING as itself.
