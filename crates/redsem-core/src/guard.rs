@@ -25,6 +25,9 @@ use crate::hold::{Hold, Released};
 /// let guard = mutex.acquire().await?;
 /// assert!(guard.is_acquired());
 /// assert_eq!(guard.key(), "mutex:jobs");
+/// // `Debug` shows the key and state, never the whole identifier (anyone
+/// // who has it can release or refresh the hold).
+/// assert!(!format!("{guard:?}").contains(guard.identifier()));
 /// guard.release().await?;
 /// # Ok::<(), redsem_core::LockError>(())
 /// # }).unwrap();

@@ -76,7 +76,7 @@ impl std::fmt::Debug for Hold {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Hold")
             .field("key", &self.core.protocol.key())
-            .field("id", &self.id)
+            .field("id", &crate::options::Redacted(&self.id))
             .field("state", &*self.lock())
             .finish()
     }

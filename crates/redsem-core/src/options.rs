@@ -37,7 +37,7 @@ impl fmt::Debug for Identity {
 }
 
 /// `Debug` of an identifier that must not be printed whole: `"0f6c…"`.
-struct Redacted<'a>(&'a str);
+pub(crate) struct Redacted<'a>(pub(crate) &'a str);
 
 impl fmt::Debug for Redacted<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
