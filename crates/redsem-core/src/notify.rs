@@ -98,6 +98,19 @@ pub trait Subscriber: Send + Sync + fmt::Debug + 'static {
     async fn unsubscribe(&self, channel: &str) -> Result<(), BackendError>;
 }
 
+/// A shared subscriber is one too, so an adapter can keep a handle on the
+/// one it gives the hub (to hand it the hub's [`NotificationSink`]).
+#[async_trait]
+impl<T: Subscriber + ?Sized> Subscriber for Arc<T> {
+    async fn subscribe(&self, channel: &str) -> Result<(), BackendError> {
+        (**self).subscribe(channel).await
+    }
+
+    async fn unsubscribe(&self, channel: &str) -> Result<(), BackendError> {
+        (**self).unsubscribe(channel).await
+    }
+}
+
 /// How long a channel stays subscribed after its last waiter left, so a
 /// busy key does not SUBSCRIBE and UNSUBSCRIBE on every hand-off.
 const LINGER: Duration = Duration::from_secs(2);

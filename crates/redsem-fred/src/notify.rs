@@ -34,7 +34,7 @@ pub(crate) fn hub(config: Config, runtime: RuntimeContext) -> Result<Notificatio
         started: futures::lock::Mutex::new(false),
     };
     let shared = std::sync::Arc::new(subscriber);
-    let hub = Notifications::new(channels, Shared(shared.clone()));
+    let hub = Notifications::new(channels, shared.clone());
     let _ = shared.sink.set(hub.sink());
     Ok(hub)
 }
@@ -119,17 +119,13 @@ impl Drop for FredSubscriber {
     }
 }
 
-/// The subscriber as the hub holds it.
-#[derive(Debug)]
-struct Shared(std::sync::Arc<FredSubscriber>);
-
 #[async_trait]
-impl Subscriber for Shared {
+impl Subscriber for FredSubscriber {
     async fn subscribe(&self, channel: &str) -> Result<(), BackendError> {
-        self.0.set(channel, true).await
+        self.set(channel, true).await
     }
 
     async fn unsubscribe(&self, channel: &str) -> Result<(), BackendError> {
-        self.0.set(channel, false).await
+        self.set(channel, false).await
     }
 }

@@ -39,14 +39,10 @@ pub(crate) fn hub(
         sink: std::sync::OnceLock::new(),
         conn: Mutex::new(None),
     });
-    let hub = Notifications::new(Channels::Global, Shared(subscriber.clone()));
+    let hub = Notifications::new(Channels::Global, subscriber.clone());
     let _ = subscriber.sink.set(hub.sink());
     Ok(hub)
 }
-
-/// The subscriber as the hub holds it.
-#[derive(Debug)]
-struct Shared(std::sync::Arc<PushSubscriber>);
 
 impl PushSubscriber {
     async fn connect(&self) -> Result<MultiplexedConnection, BackendError> {
@@ -108,12 +104,12 @@ fn deliver(sink: &NotificationSink, info: &PushInfo) {
 }
 
 #[async_trait]
-impl Subscriber for Shared {
+impl Subscriber for PushSubscriber {
     async fn subscribe(&self, channel: &str) -> Result<(), BackendError> {
-        self.0.set(channel, true).await
+        self.set(channel, true).await
     }
 
     async fn unsubscribe(&self, channel: &str) -> Result<(), BackendError> {
-        self.0.set(channel, false).await
+        self.set(channel, false).await
     }
 }
