@@ -19,7 +19,7 @@ use crate::hold::{finish, Hold};
 use crate::lock_core::DynCore;
 use crate::observe;
 use crate::options::Identity;
-use crate::protocol::{Leftover, Refreshed, Retry};
+use crate::protocol::{Granted, Leftover, Refreshed, Retry};
 use crate::shutdown::spawn_cleanup;
 use crate::single::too_slow;
 use crate::time::{sleep_until, within};
@@ -165,13 +165,15 @@ pub(crate) async fn acquire(
         let (outcome, leftover) = core.protocol.acquire(&id, ttl, started, bound).await;
         let min_left = options.lock_timeout / MIN_VALIDITY_FRACTION;
         let outcome = match outcome {
-            Ok(Some(until)) if until.saturating_duration_since(clock.now()) < min_left => {
+            Ok(Some(granted))
+                if granted.valid_until.saturating_duration_since(clock.now()) < min_left =>
+            {
                 Err(core.backend_error("acquire", too_slow(clock, started)))
             }
             other => other,
         };
         let failure_delay = match outcome {
-            Ok(Some(valid_until)) => {
+            Ok(Some(granted)) => {
                 in_flight.armed = false;
                 drop(in_flight);
                 if let Some(job) = leftover {
@@ -180,7 +182,7 @@ pub(crate) async fn acquire(
                 let waited = clock.now().saturating_duration_since(begun);
                 observe::acquired(core.protocol.kind(), core.protocol.key(), attempts, waited);
                 let stats = (attempts, waited);
-                let hold = Hold::start(core.clone(), id, started, valid_until, claim.take(), stats);
+                let hold = Hold::start(core.clone(), id, started, granted, claim.take(), stats);
                 return Ok(Some(LockGuard::new(hold)));
             }
             Ok(None) => {
@@ -292,7 +294,8 @@ async fn settle(in_flight: &mut InFlight<'_>, leftover: Leftover, fixed: bool) {
 }
 
 /// The first acquire of an `acquired_externally` lock: take over the hold
-/// made elsewhere under the fixed identifier, by refreshing it.
+/// made elsewhere under the fixed identifier, by refreshing it, then giving
+/// it a fencing token of its own (the old holder's token is then stale).
 async fn take_over(
     core: &Arc<DynCore>,
     mode: Mode,
@@ -314,21 +317,26 @@ async fn take_over(
     // Always a fixed identifier: the undo of a failed takeover finishes
     // before it can be used again.
     finish(leftover).await;
-    match refreshed? {
+    let token = match refreshed? {
         Refreshed::Extended { valid_until } => {
+            let (token, leftover) = core
+                .protocol
+                .issue_token(&id, options.command_timeout)
+                .await;
+            finish(leftover).await;
+            token?.map(|token| Granted { valid_until, token })
+        }
+        Refreshed::Lost(_) => None,
+    };
+    match token {
+        Some(granted) => {
             core.external_pending.store(false, Ordering::Release);
-            let hold = Hold::start(
-                core.clone(),
-                id,
-                started,
-                valid_until,
-                claim,
-                (1, Duration::ZERO),
-            );
+            let stats = (1, Duration::ZERO);
+            let hold = Hold::start(core.clone(), id, started, granted, claim, stats);
             Ok(Some(LockGuard::new(hold)))
         }
-        Refreshed::Lost(_) if mode == Mode::Try => Ok(None),
-        Refreshed::Lost(_) => Err(core.timeout_error(AcquireLimit::Attempts(1), 1, 0, None)),
+        None if mode == Mode::Try => Ok(None),
+        None => Err(core.timeout_error(AcquireLimit::Attempts(1), 1, 0, None)),
     }
 }
 

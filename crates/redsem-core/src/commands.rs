@@ -8,9 +8,25 @@ use async_trait::async_trait;
 
 use crate::backend::{Arg, RedisBackend, Reply};
 use crate::error::{BackendError, LockKind};
+use crate::keys::companion_key;
 use crate::script::{
-    KEY_TYPE, MUTEX_REFRESH, MUTEX_RELEASE, SEMAPHORE_ACQUIRE, SEMAPHORE_REFRESH, SEMAPHORE_RELEASE,
+    FENCE, KEY_TYPE, MUTEX_FENCED_ACQUIRE, MUTEX_REFRESH, MUTEX_RELEASE, SEMAPHORE_ACQUIRE,
+    SEMAPHORE_REFRESH, SEMAPHORE_RELEASE,
 };
+
+/// Suffix of the fencing counter next to a lock key (same Cluster slot).
+pub(crate) const FENCE_SUFFIX: &str = ":fence";
+
+/// What the `fence` script does with a hold's counter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FenceMode {
+    /// Counter to max(counter + 1, target): a new token for a hold taken
+    /// over from elsewhere.
+    Issue,
+    /// Counter to exactly `target`, only if lower: Redlock's confirmation
+    /// that no other holder got that token on this node.
+    Raise,
+}
 
 /// One lock kind's commands against one node.
 #[async_trait]
@@ -21,10 +37,49 @@ pub(crate) trait Commands: Send + Sync + fmt::Debug + 'static {
     /// The Redis key with its prefix.
     fn key(&self) -> &str;
 
-    /// `true` when acquired.
-    async fn acquire<B>(&self, node: &B, id: &str, ttl_ms: u64) -> Result<bool, BackendError>
+    /// The fencing token (>= 1) when acquired, 0 when busy. The token is
+    /// the key's counter raised to max(counter + 1, `floor`).
+    async fn acquire<B>(
+        &self,
+        node: &B,
+        id: &str,
+        ttl_ms: u64,
+        floor: u64,
+    ) -> Result<u64, BackendError>
     where
         B: RedisBackend + ?Sized;
+
+    /// The fencing counter's key.
+    fn fence_key(&self) -> &str;
+
+    /// The member (or value) that shows `id` still holds the key.
+    fn fence_member(&self, id: &str) -> String {
+        id.to_owned()
+    }
+
+    /// Runs the `fence` script for `id`'s hold: the token (> 0), 0 when the
+    /// hold is gone, or minus the counter when a raise found it at or past
+    /// `target`.
+    async fn fence<B>(
+        &self,
+        node: &B,
+        id: &str,
+        target: u64,
+        mode: FenceMode,
+    ) -> Result<i64, BackendError>
+    where
+        B: RedisBackend + ?Sized,
+    {
+        let mode = match mode {
+            FenceMode::Issue => "issue",
+            FenceMode::Raise => "raise",
+        };
+        let member = self.fence_member(id);
+        let args = [Arg::Str(&member), token_arg(target), Arg::Str(mode)];
+        let keys = [self.key(), self.fence_key()];
+        let reply = node.run_script(&FENCE, &keys, &args).await?;
+        reply.expect_i64(&FENCE)
+    }
 
     /// `true` when the hold was still there and is extended.
     async fn refresh<B>(&self, node: &B, id: &str, ttl_ms: u64) -> Result<bool, BackendError>
@@ -60,6 +115,17 @@ fn with_publish<'a, B: RedisBackend + ?Sized>(node: &B, args: &[Arg<'a>]) -> Vec
     all
 }
 
+/// A token or floor; tokens stay far below `i64::MAX` (Lua counts exactly
+/// to 2^53).
+fn token_arg(token: u64) -> Arg<'static> {
+    Arg::Int(i64::try_from(token).unwrap_or(i64::MAX))
+}
+
+/// A script's token reply: negative and zero replies are "no token".
+fn token(reply: i64) -> u64 {
+    u64::try_from(reply).unwrap_or(0)
+}
+
 fn ttl_arg(ttl_ms: u64) -> Arg<'static> {
     // Options cap the lock timeout at 2^62 ms, so this never saturates.
     Arg::Int(i64::try_from(ttl_ms).unwrap_or(i64::MAX))
@@ -69,6 +135,14 @@ fn ttl_arg(ttl_ms: u64) -> Arg<'static> {
 #[derive(Debug)]
 pub(crate) struct MutexCommands {
     pub(crate) key: String,
+    fence_key: String,
+}
+
+impl MutexCommands {
+    pub(crate) fn new(key: String) -> Self {
+        let fence_key = companion_key(&key, FENCE_SUFFIX);
+        MutexCommands { key, fence_key }
+    }
 }
 
 #[async_trait]
@@ -81,11 +155,24 @@ impl Commands for MutexCommands {
         &self.key
     }
 
-    async fn acquire<B>(&self, node: &B, id: &str, ttl_ms: u64) -> Result<bool, BackendError>
+    async fn acquire<B>(
+        &self,
+        node: &B,
+        id: &str,
+        ttl_ms: u64,
+        floor: u64,
+    ) -> Result<u64, BackendError>
     where
         B: RedisBackend + ?Sized,
     {
-        node.set_nx_px(&self.key, id, ttl_ms).await
+        let args = [Arg::Str(id), ttl_arg(ttl_ms), token_arg(floor)];
+        let keys = [self.key.as_str(), self.fence_key.as_str()];
+        let reply = node.run_script(&MUTEX_FENCED_ACQUIRE, &keys, &args).await?;
+        Ok(token(reply.expect_i64(&MUTEX_FENCED_ACQUIRE)?))
+    }
+
+    fn fence_key(&self) -> &str {
+        &self.fence_key
     }
 
     async fn refresh<B>(&self, node: &B, id: &str, ttl_ms: u64) -> Result<bool, BackendError>
@@ -126,12 +213,23 @@ impl Commands for MutexCommands {
 #[derive(Debug)]
 pub(crate) struct SemaphoreCommands {
     pub(crate) key: String,
+    fence_key: String,
     pub(crate) limit: u32,
     /// 0 for the plain Semaphore.
     pub(crate) permits: u32,
 }
 
 impl SemaphoreCommands {
+    pub(crate) fn new(key: String, limit: u32, permits: u32) -> Self {
+        let fence_key = companion_key(&key, FENCE_SUFFIX);
+        SemaphoreCommands {
+            key,
+            fence_key,
+            limit,
+            permits,
+        }
+    }
+
     /// Members a full hold has.
     fn members(&self) -> i64 {
         i64::from(self.permits.max(1))
@@ -152,7 +250,13 @@ impl Commands for SemaphoreCommands {
         &self.key
     }
 
-    async fn acquire<B>(&self, node: &B, id: &str, ttl_ms: u64) -> Result<bool, BackendError>
+    async fn acquire<B>(
+        &self,
+        node: &B,
+        id: &str,
+        ttl_ms: u64,
+        floor: u64,
+    ) -> Result<u64, BackendError>
     where
         B: RedisBackend + ?Sized,
     {
@@ -161,11 +265,23 @@ impl Commands for SemaphoreCommands {
             Arg::Int(i64::from(self.permits)),
             Arg::Str(id),
             ttl_arg(ttl_ms),
+            token_arg(floor),
         ];
-        let reply = node
-            .run_script(&SEMAPHORE_ACQUIRE, &[&self.key], &args)
-            .await?;
-        Ok(reply.expect_i64(&SEMAPHORE_ACQUIRE)? == 1)
+        let keys = [self.key.as_str(), self.fence_key.as_str()];
+        let reply = node.run_script(&SEMAPHORE_ACQUIRE, &keys, &args).await?;
+        Ok(token(reply.expect_i64(&SEMAPHORE_ACQUIRE)?))
+    }
+
+    fn fence_key(&self) -> &str {
+        &self.fence_key
+    }
+
+    fn fence_member(&self, id: &str) -> String {
+        if self.permits == 0 {
+            id.to_owned()
+        } else {
+            format!("{id}_0")
+        }
     }
 
     async fn refresh<B>(&self, node: &B, id: &str, ttl_ms: u64) -> Result<bool, BackendError>

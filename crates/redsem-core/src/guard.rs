@@ -164,6 +164,32 @@ impl LockGuard {
         self.hold.valid_until()
     }
 
+    /// The fencing token of this acquisition: greater than every token
+    /// handed out before for the same key, by any redsem holder. Pass it
+    /// with every write to the resource the lock protects, and have the
+    /// resource refuse tokens older than the newest it has seen: a holder
+    /// that was paused past its lock timeout then cannot overwrite the work
+    /// of the next one ([`FencedResource`](crate::FencedResource) does this
+    /// for a value kept in Redis; the guide shows it for SQL).
+    ///
+    /// ```
+    /// # use redsem_core::Mutex;
+    /// # use redsem_mock::MockBackend;
+    /// # futures::executor::block_on(async {
+    /// let mutex = Mutex::new(MockBackend::new(), "jobs")?;
+    /// let first = mutex.acquire().await?;
+    /// let token = first.fencing_token();
+    /// first.release().await?;
+    /// let second = mutex.acquire().await?;
+    /// assert!(second.fencing_token() > token);
+    /// # second.release().await?;
+    /// # Ok::<(), redsem_core::LockError>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn fencing_token(&self) -> u64 {
+        self.hold.token
+    }
+
     /// Stops refreshing. The hold stays in Redis until its lock timeout
     /// elapses; then it counts as lost with [`LostReason::Expired`]
     /// (`lost()` resolves, the callback runs).
@@ -403,6 +429,22 @@ impl LockStatus {
     /// ```
     pub fn valid_until(&self) -> Instant {
         self.hold.valid_until()
+    }
+
+    /// As [`LockGuard::fencing_token`]: this acquisition's fencing token.
+    ///
+    /// ```
+    /// # use redsem_core::Mutex;
+    /// # use redsem_mock::MockBackend;
+    /// # futures::executor::block_on(async {
+    /// let mutex = Mutex::new(MockBackend::new(), "jobs")?;
+    /// let token = mutex.with_lock_status(|status| async move { status.fencing_token() }).await?;
+    /// assert_eq!(token, 1); // the first acquisition on a new key
+    /// # Ok::<(), redsem_core::LockError>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn fencing_token(&self) -> u64 {
+        self.hold.token
     }
 }
 

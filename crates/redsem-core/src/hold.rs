@@ -32,7 +32,7 @@ use crate::error::{LockError, LostReason};
 use crate::fixed_id::FixedIdClaim;
 use crate::lock_core::DynCore;
 use crate::observe;
-use crate::protocol::{Leftover, Refreshed, Retry};
+use crate::protocol::{Granted, Leftover, Refreshed, Retry};
 use crate::shutdown::spawn_cleanup;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,6 +64,8 @@ struct HoldState {
 pub(crate) struct Hold {
     pub(crate) core: Arc<DynCore>,
     pub(crate) id: String,
+    /// The fencing token of this acquisition.
+    pub(crate) token: u64,
     acquired_at: Instant,
     /// How the acquire went: attempts made, time waited.
     pub(crate) attempts: u32,
@@ -100,7 +102,7 @@ impl Hold {
         core: Arc<DynCore>,
         id: String,
         acquired_at: Instant,
-        valid_until: Instant,
+        granted: Granted,
         claim: FixedIdClaim,
         (attempts, waited): (u32, Duration),
     ) -> Arc<Hold> {
@@ -108,6 +110,7 @@ impl Hold {
         let hold = Arc::new(Hold {
             core,
             id,
+            token: granted.token,
             acquired_at,
             attempts,
             waited,
@@ -116,7 +119,7 @@ impl Hold {
                 phase: Phase::Held,
                 lost: None,
                 refreshing,
-                valid_until,
+                valid_until: granted.valid_until,
                 timer: None,
                 refresh_failures: 0,
                 last_error: None,

@@ -10,6 +10,7 @@ mod clock;
 mod commands;
 mod driver;
 mod error;
+mod fenced;
 mod fixed_id;
 mod guard;
 mod hold;
@@ -37,6 +38,7 @@ pub use driver::background_stalls;
 pub use error::{
     AcquireLimit, BackendError, BackendErrorKind, LockError, LockKind, LostReason, NodeFailure,
 };
+pub use fenced::{FencedResource, FencedWrite};
 pub use guard::{LockGuard, LockStatus};
 pub use inspect::{Holder, Inspection, NodeInspection};
 pub use keys::{companion_key, MUTEX_PREFIX, SEMAPHORE_PREFIX};

@@ -82,9 +82,7 @@ impl<B: RedisBackend + 'static> Mutex<B> {
         key: impl AsRef<str>,
         options: LockOptions,
     ) -> Result<Self, LockError> {
-        let commands = MutexCommands {
-            key: prefixed(MUTEX_PREFIX, key.as_ref())?,
-        };
+        let commands = MutexCommands::new(prefixed(MUTEX_PREFIX, key.as_ref())?);
         Ok(Mutex {
             core: LockCore::new(SingleNode::new(commands, backend), options),
         })

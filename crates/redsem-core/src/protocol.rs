@@ -20,6 +20,16 @@ pub(crate) enum Refreshed {
     Lost(LostReason),
 }
 
+/// A successful acquire attempt.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Granted {
+    /// When the hold runs out unless refreshed, by our clock.
+    pub(crate) valid_until: Instant,
+    /// The fencing token: greater than every token issued before for the
+    /// key.
+    pub(crate) token: u64,
+}
+
 /// Bounded work an operation leaves behind when it returns early: calls
 /// still in flight on slow Redlock nodes, the undo of a failed attempt on
 /// them, retries of a release on nodes that failed. The engine spawns it, or
@@ -47,16 +57,21 @@ pub(crate) trait Protocol: Send + Sync + fmt::Debug + 'static {
         None
     }
 
-    /// One acquire attempt started at `started`: `Some(valid_until)` when
-    /// acquired, `None` when busy. An `Err` means the attempt may have
-    /// taken the lock in part: the caller cleans up with `release`.
+    /// One acquire attempt started at `started`: `Some` when acquired,
+    /// `None` when busy. An `Err` means the attempt may have taken the lock
+    /// in part: the caller cleans up with `release`.
     async fn acquire(
         &self,
         id: &str,
         ttl_ms: u64,
         started: Instant,
         bound: Duration,
-    ) -> (Result<Option<Instant>, LockError>, Leftover);
+    ) -> (Result<Option<Granted>, LockError>, Leftover);
+
+    /// A new fencing token for `id`'s hold, which was made elsewhere (a
+    /// takeover): `None` when the hold is gone.
+    async fn issue_token(&self, id: &str, bound: Duration)
+        -> (Result<Option<u64>, LockError>, Leftover);
 
     /// Extends a hold. `Err` means the outcome is unknown (the hold may still
     /// be there): it is never a "no". A node that answers "not held" after

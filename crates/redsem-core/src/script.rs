@@ -105,6 +105,11 @@ scripts! {
     /// Mutex acquire for backends without a native `SET NX PX`.
     /// KEYS: `mutex:<key>`; ARGV: (identifier, lockTimeoutMs); returns 1 or 0.
     MUTEX_ACQUIRE = "mutex_acquire";
+    /// Mutex acquire with a fencing token: `SET NX PX`, then the counter
+    /// raised to max(counter + 1, floor).
+    /// KEYS: `mutex:<key>`, its fencing counter; ARGV: (identifier,
+    /// lockTimeoutMs, floor); returns the token, or 0 when busy.
+    MUTEX_FENCED_ACQUIRE = "mutex_fenced_acquire";
     /// Mutex refresh: `PEXPIRE` when the value is still the identifier.
     /// KEYS: `mutex:<key>`; ARGV: (identifier, lockTimeoutMs); returns 1 or 0.
     MUTEX_REFRESH = "mutex_refresh";
@@ -112,8 +117,9 @@ scripts! {
     /// KEYS: `mutex:<key>`; ARGV: (identifier); returns 1 or 0.
     MUTEX_RELEASE = "mutex_release";
     /// Semaphore and MultiSemaphore acquire, scored by the server's `TIME`.
-    /// KEYS: `semaphore:<key>`; ARGV: (limit, permits (0 for Semaphore),
-    /// identifier, lockTimeoutMs); returns 1 or 0.
+    /// KEYS: `semaphore:<key>`, its fencing counter; ARGV: (limit, permits
+    /// (0 for Semaphore), identifier, lockTimeoutMs, floor); returns the
+    /// fencing token, or 0 when full.
     SEMAPHORE_ACQUIRE = "semaphore_acquire";
     /// Semaphore and MultiSemaphore refresh.
     /// KEYS: `semaphore:<key>`; ARGV: (permits, identifier, lockTimeoutMs);
@@ -132,6 +138,20 @@ scripts! {
     /// Who holds a lock, read-only, for `inspect`.
     /// KEYS: the lock key; no ARGV; returns {type, now ms, PTTL, data}.
     INSPECT = "inspect";
+    /// A fencing token for a hold that is there: issued (counter raised to
+    /// max(counter + 1, target)) or raised to exactly `target` (Redlock's
+    /// confirmation).
+    /// KEYS: the lock key, its fencing counter; ARGV: (member, target,
+    /// 'issue' or 'raise'); returns the token, `-counter` when a raise
+    /// finds the counter at or past target, 0 when the hold is gone.
+    FENCE = "fence";
+    /// A fenced write of a [`FencedResource`](crate::FencedResource).
+    /// KEYS: the value, its newest token; ARGV: (token, value); returns 1
+    /// when written, else minus the newest token.
+    FENCED_WRITE = "fenced_write";
+    /// A read of a [`FencedResource`](crate::FencedResource).
+    /// KEYS: the value, its newest token; returns {token, value}.
+    FENCED_READ = "fenced_read";
 }
 
 /// Every script redsem runs, for backends (such as the mock) that dispatch on
@@ -141,8 +161,9 @@ scripts! {
 /// use redsem_core::script;
 /// assert!(script::ALL.iter().any(|s| s.name() == "mutex_release"));
 /// ```
-pub static ALL: [&Script; 9] = [
+pub static ALL: [&Script; 13] = [
     &MUTEX_ACQUIRE,
+    &MUTEX_FENCED_ACQUIRE,
     &MUTEX_REFRESH,
     &MUTEX_RELEASE,
     &SEMAPHORE_ACQUIRE,
@@ -151,6 +172,9 @@ pub static ALL: [&Script; 9] = [
     &SERVER_ID,
     &KEY_TYPE,
     &INSPECT,
+    &FENCE,
+    &FENCED_WRITE,
+    &FENCED_READ,
 ];
 
 #[cfg(test)]

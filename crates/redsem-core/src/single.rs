@@ -6,9 +6,9 @@ use async_trait::async_trait;
 
 use crate::backend::RedisBackend;
 use crate::clock::Clock;
-use crate::commands::Commands;
+use crate::commands::{Commands, FenceMode};
 use crate::error::{BackendError, LockError, LockKind, LostReason};
-use crate::protocol::{validity, Leftover, Protocol, Refreshed, Retry, StillHeld};
+use crate::protocol::{validity, Granted, Leftover, Protocol, Refreshed, Retry, StillHeld};
 use crate::time::{bounded_call, sleep_until};
 
 /// `C`'s commands on one backend.
@@ -65,16 +65,31 @@ impl<C: Commands, B: RedisBackend + 'static> Protocol for SingleNode<C, B> {
         ttl_ms: u64,
         started: Instant,
         bound: Duration,
-    ) -> (Result<Option<Instant>, LockError>, Leftover) {
-        let call = self.commands.acquire(&self.backend, id, ttl_ms);
+    ) -> (Result<Option<Granted>, LockError>, Leftover) {
+        let call = self.commands.acquire(&self.backend, id, ttl_ms, 0);
         let clock = &self.clock;
         let result = match bounded_call(clock, bound, call).await {
+            Ok(0) => Ok(None),
             // Acquired, but so late that no validity is left: it may be
             // gone already, so the caller treats it as failed and cleans up.
-            Ok(true) => validity(clock, started, ttl_ms)
-                .map(Some)
+            Ok(token) => validity(clock, started, ttl_ms)
+                .map(|valid_until| Some(Granted { valid_until, token }))
                 .ok_or_else(|| self.error("acquire", too_slow(clock, started))),
-            Ok(false) => Ok(None),
+            Err(e) => Err(self.error("acquire", e)),
+        };
+        (result, None)
+    }
+
+    async fn issue_token(
+        &self,
+        id: &str,
+        bound: Duration,
+    ) -> (Result<Option<u64>, LockError>, Leftover) {
+        let call = self
+            .commands
+            .fence(&self.backend, id, 0, FenceMode::Issue);
+        let result = match bounded_call(&self.clock, bound, call).await {
+            Ok(token) => Ok(u64::try_from(token).ok().filter(|t| *t > 0)),
             Err(e) => Err(self.error("acquire", e)),
         };
         (result, None)

@@ -17,13 +17,15 @@ use crate::driver::Job;
 use crate::error::{BackendError, BackendErrorKind};
 use crate::time::bounded_call;
 
-/// A call on one node: `Ok(true)` for "yes".
-pub(crate) type Call = Pin<Box<dyn Future<Output = Result<bool, BackendError>> + Send>>;
+/// A call on one node: `Ok(0)` for "no", else "yes" with a value (an
+/// acquire's fencing token; 1 for the others).
+pub(crate) type Call = Pin<Box<dyn Future<Output = Result<u64, BackendError>> + Send>>;
 
 /// One node's answer.
 #[derive(Debug)]
 pub(crate) enum Vote {
-    Yes,
+    /// With the call's value.
+    Yes(u64),
     No,
     Failed(BackendError),
 }
@@ -107,8 +109,8 @@ pub(crate) async fn fan_out(
 
 async fn vote(clock: &Clock, bound: Duration, call: Call) -> Vote {
     match bounded_call(clock, bound, call).await {
-        Ok(true) => Vote::Yes,
-        Ok(false) => Vote::No,
+        Ok(0) => Vote::No,
+        Ok(value) => Vote::Yes(value),
         Err(e) if e.kind() == BackendErrorKind::Timeout => Vote::Failed(BackendError::new(
             BackendErrorKind::Timeout,
             format!("timed out after {bound:?}"),
@@ -137,7 +139,7 @@ impl Tally {
         };
         for vote in votes.iter().flatten() {
             match vote {
-                Vote::Yes => t.yes += 1,
+                Vote::Yes(_) => t.yes += 1,
                 Vote::No => t.no += 1,
                 Vote::Failed(e) => {
                     t.failed += 1;

@@ -5,14 +5,12 @@ use std::sync::Arc;
 
 use crate::api::lock_methods;
 use crate::backend::RedisBackend;
-use crate::clock::Clock;
 use crate::commands::{MutexCommands, SemaphoreCommands};
 use crate::error::{LockError, LockKind};
 use crate::keys::{prefixed, MUTEX_PREFIX};
 use crate::lock_core::LockCore;
 use crate::options::LockOptions;
 use crate::protocol::drift;
-use crate::redlock::identity::NodeIdentities;
 use crate::redlock::quorum::Redlock;
 use crate::semaphore::semaphore_commands;
 
@@ -104,18 +102,8 @@ impl<B: RedisBackend + 'static> RedlockMutex<B> {
         options: LockOptions,
     ) -> Result<Self, LockError> {
         check(&nodes, &options)?;
-        let commands = MutexCommands {
-            key: prefixed(MUTEX_PREFIX, key.as_ref())?,
-        };
-        let protocol = Redlock {
-            commands: Arc::new(commands),
-            identities: NodeIdentities::new(nodes.len()),
-            clock: nodes
-                .first()
-                .map_or_else(Clock::system, RedisBackend::clock),
-            nodes: Arc::new(nodes),
-            kind: LockKind::RedlockMutex,
-        };
+        let commands = MutexCommands::new(prefixed(MUTEX_PREFIX, key.as_ref())?);
+        let protocol = Redlock::new(commands, nodes, LockKind::RedlockMutex);
         Ok(RedlockMutex {
             core: LockCore::new(protocol, options),
         })
@@ -211,15 +199,7 @@ impl<B: RedisBackend + 'static> RedlockSemaphore<B> {
     ) -> Result<Self, LockError> {
         check(&nodes, &options)?;
         let commands = semaphore_commands(key.as_ref(), limit, 0, &options)?;
-        let protocol = Redlock {
-            commands: Arc::new(commands),
-            identities: NodeIdentities::new(nodes.len()),
-            clock: nodes
-                .first()
-                .map_or_else(Clock::system, RedisBackend::clock),
-            nodes: Arc::new(nodes),
-            kind: LockKind::RedlockSemaphore,
-        };
+        let protocol = Redlock::new(commands, nodes, LockKind::RedlockSemaphore);
         Ok(RedlockSemaphore {
             core: LockCore::new(protocol, options),
         })
@@ -336,15 +316,7 @@ impl<B: RedisBackend + 'static> RedlockMultiSemaphore<B> {
             return Err(LockError::invalid("permits", "must be at least 1"));
         }
         let commands = semaphore_commands(key.as_ref(), limit, permits, &options)?;
-        let protocol = Redlock {
-            commands: Arc::new(commands),
-            identities: NodeIdentities::new(nodes.len()),
-            clock: nodes
-                .first()
-                .map_or_else(Clock::system, RedisBackend::clock),
-            nodes: Arc::new(nodes),
-            kind: LockKind::RedlockMultiSemaphore,
-        };
+        let protocol = Redlock::new(commands, nodes, LockKind::RedlockMultiSemaphore);
         Ok(RedlockMultiSemaphore {
             core: LockCore::new(protocol, options),
         })

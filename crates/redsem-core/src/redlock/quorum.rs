@@ -6,6 +6,7 @@
 //! is "unknown", never "no": a refresh reports the lock lost only when the
 //! "no" answers alone make a quorum impossible.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,11 +14,11 @@ use async_trait::async_trait;
 
 use crate::backend::RedisBackend;
 use crate::clock::Clock;
-use crate::commands::Commands;
+use crate::commands::{Commands, FenceMode};
 use crate::driver::Job;
 use crate::error::{LockError, LockKind, LostReason, NodeFailure};
-use crate::protocol::{validity, Leftover, Protocol, Refreshed, Retry, StillHeld};
-use crate::redlock::fanout::{fan_out, Call, Tally, Vote, Votes};
+use crate::protocol::{validity, Granted, Leftover, Protocol, Refreshed, Retry, StillHeld};
+use crate::redlock::fanout::{fan_out, Call, Stragglers, Tally, Vote, Votes};
 use crate::redlock::identity::NodeIdentities;
 use crate::single::too_slow;
 use crate::time::{bounded_call, sleep_until};
@@ -40,14 +41,33 @@ pub(crate) struct Redlock<C, B> {
     pub(crate) identities: NodeIdentities,
     /// The first node's clock: every timer of the lock follows it.
     pub(crate) clock: Clock,
+    /// The highest fencing token this lock has seen: acquires ask the
+    /// nodes for more, so their counters converge.
+    seen: AtomicU64,
+}
+
+impl<C: Commands, B: RedisBackend> Redlock<C, B> {
+    pub(crate) fn new(commands: C, nodes: Vec<B>, kind: LockKind) -> Self {
+        Redlock {
+            commands: Arc::new(commands),
+            identities: NodeIdentities::new(nodes.len()),
+            clock: nodes.first().map_or_else(Clock::system, RedisBackend::clock),
+            nodes: Arc::new(nodes),
+            kind,
+            seen: AtomicU64::new(0),
+        }
+    }
 }
 
 /// What to run on a node.
 #[derive(Clone)]
 enum Op {
-    Acquire(Arc<str>, u64),
+    /// Identifier, lock timeout, token floor.
+    Acquire(Arc<str>, u64, u64),
     Refresh(Arc<str>, u64),
     Release(Arc<str>),
+    /// Identifier, target token, mode.
+    Fence(Arc<str>, u64, FenceMode),
 }
 
 /// Calls `op` on the nodes `pick` selects; `None` for the others.
@@ -71,9 +91,13 @@ fn call<C: Commands, B: RedisBackend + 'static>(
     Box::pin(async move {
         let node = &nodes[i];
         match op {
-            Op::Acquire(id, ttl) => commands.acquire(node, &id, ttl).await,
-            Op::Refresh(id, ttl) => commands.refresh(node, &id, ttl).await,
-            Op::Release(id) => commands.release(node, &id).await,
+            Op::Acquire(id, ttl, floor) => commands.acquire(node, &id, ttl, floor).await,
+            Op::Refresh(id, ttl) => commands.refresh(node, &id, ttl).await.map(u64::from),
+            Op::Release(id) => commands.release(node, &id).await.map(u64::from),
+            Op::Fence(id, target, mode) => commands
+                .fence(node, &id, target, mode)
+                .await
+                .map(|reply| u64::try_from(reply).unwrap_or(0)),
         }
     })
 }
@@ -121,7 +145,7 @@ async fn release_until<C: Commands, B: RedisBackend + 'static>(
             // A retried node's "not there" most likely means the failed
             // call removed it: it counts as released, not as lost.
             match answer {
-                Some(Vote::No) => votes[i] = Some(Vote::Yes),
+                Some(Vote::No) => votes[i] = Some(Vote::Yes(1)),
                 Some(vote) => votes[i] = Some(vote),
                 None => {}
             }
@@ -149,7 +173,7 @@ impl<C: Commands, B: RedisBackend + 'static> Redlock<C, B> {
             .enumerate()
             .filter_map(|(i, vote)| {
                 let (reason, retryable) = match vote {
-                    Some(Vote::Yes) => return None,
+                    Some(Vote::Yes(_)) => return None,
                     Some(Vote::No) => (no.to_owned(), true),
                     Some(Vote::Failed(e)) => (e.to_string(), e.is_retryable()),
                     None => ("had not answered yet".to_owned(), true),
@@ -175,17 +199,68 @@ impl<C: Commands, B: RedisBackend + 'static> Redlock<C, B> {
         }
     }
 
+    /// The fencing token of a hold that a quorum of `votes` say "yes" to,
+    /// each with the value its node's counter was set to: the highest value
+    /// `top`, once a quorum of the nodes holding it have their counter set
+    /// to exactly `top` by this holder (the others are raised to it, if no
+    /// one got there first). A value is set once per node, and any two
+    /// quorums share a node, so no two holders confirm the same token, and
+    /// a later holder's quorum meets a counter already at `top`: tokens
+    /// only grow. `Ok(None)` when another holder got `top` first.
+    async fn confirm(
+        &self,
+        id: &Arc<str>,
+        votes: &Votes,
+        bound: Duration,
+    ) -> (Result<Option<u64>, LockError>, Leftover) {
+        let values: Vec<Option<u64>> = votes
+            .iter()
+            .map(|v| match v {
+                Some(Vote::Yes(value)) => Some(*value),
+                _ => None,
+            })
+            .collect();
+        let Some(top) = values.iter().flatten().copied().max() else {
+            return (Ok(None), None);
+        };
+        self.seen.fetch_max(top, Ordering::Relaxed);
+        let at_top = values.iter().filter(|v| **v == Some(top)).count();
+        let q = self.quorum();
+        if at_top >= q {
+            return (Ok(Some(top)), None);
+        }
+        let need = q - at_top;
+        let below = values.iter().flatten().filter(|v| **v < top).count();
+        let raise = Op::Fence(id.clone(), top, FenceMode::Raise);
+        let calls = self.calls(&raise, |i| values[i].is_some_and(|v| v < top));
+        let (raised, stragglers) = fan_out(&self.clock, calls, bound, |v| {
+            let t = Tally::of(v);
+            t.yes >= need || t.no + t.failed > below - need
+        })
+        .await;
+        let t = Tally::of(&raised);
+        let result = if t.yes >= need {
+            Ok(Some(top))
+        } else if t.no > 0 {
+            Ok(None)
+        } else {
+            let no = "had a newer fencing token";
+            Err(self.quorum_error("given a fencing token", &raised, no))
+        };
+        (result, stragglers.finish(|_, _| None, bound))
+    }
+
     /// Undoes `id` on every node whose vote says it may hold some of it
     /// (a "yes" or a failure), and on stragglers that answer so later.
     fn undo(
         &self,
         id: &Arc<str>,
         votes: &Votes,
-        stragglers: crate::redlock::fanout::Stragglers,
+        stragglers: Stragglers,
         bound: Duration,
     ) -> Leftover {
         let release = Op::Release(id.clone());
-        let may_hold = |v: &Option<Vote>| matches!(v, Some(Vote::Yes | Vote::Failed(_)));
+        let may_hold = |v: &Option<Vote>| matches!(v, Some(Vote::Yes(_) | Vote::Failed(_)));
         let now = self.calls(&release, |i| may_hold(&votes[i]));
         let (commands, nodes) = (self.commands.clone(), self.nodes.clone());
         let late = stragglers.finish(
@@ -226,10 +301,11 @@ impl<C: Commands, B: RedisBackend + 'static> Protocol for Redlock<C, B> {
         ttl_ms: u64,
         started: Instant,
         bound: Duration,
-    ) -> (Result<Option<Instant>, LockError>, Leftover) {
+    ) -> (Result<Option<Granted>, LockError>, Leftover) {
         let (q, spare) = (self.quorum(), self.spare());
         let id: Arc<str> = id.into();
-        let all = self.calls(&Op::Acquire(id.clone(), ttl_ms), |_| true);
+        let floor = self.seen.load(Ordering::Relaxed).saturating_add(1);
+        let all = self.calls(&Op::Acquire(id.clone(), ttl_ms, floor), |_| true);
         let clock = &self.clock;
         let (votes, stragglers) = fan_out(clock, all, bound, |v| {
             let t = Tally::of(v);
@@ -243,7 +319,7 @@ impl<C: Commands, B: RedisBackend + 'static> Protocol for Redlock<C, B> {
         .await;
         // Two answers from one server would be a false quorum.
         let answered: Vec<usize> = (0..votes.len())
-            .filter(|&i| matches!(votes[i], Some(Vote::Yes | Vote::No)))
+            .filter(|&i| matches!(votes[i], Some(Vote::Yes(_) | Vote::No)))
             .collect();
         if let Err(e) = self
             .identities
@@ -254,13 +330,23 @@ impl<C: Commands, B: RedisBackend + 'static> Protocol for Redlock<C, B> {
         }
         let t = Tally::of(&votes);
         if t.yes >= q {
-            if let Some(until) = validity(clock, started, ttl_ms) {
-                return (Ok(Some(until)), stragglers.finish(|_, _| None, bound));
+            let (token, raises) = self.confirm(&id, &votes, bound).await;
+            let leftover = |stragglers: Stragglers| join([raises, stragglers.finish(|_, _| None, bound)]);
+            match (token, validity(clock, started, ttl_ms)) {
+                (Ok(Some(token)), Some(valid_until)) => {
+                    let granted = Granted { valid_until, token };
+                    return (Ok(Some(granted)), leftover(stragglers));
+                }
+                // Another holder got the same token on an overlapping
+                // node first: as good as busy; the next try asks for more.
+                (Ok(None), _) => return (Ok(None), self.undo(&id, &votes, stragglers, bound)),
+                (Err(e), _) => return (Err(e), self.undo(&id, &votes, stragglers, bound)),
+                // A quorum that came too late to leave any validity.
+                (Ok(Some(_)), None) => {}
             }
         }
         let leftover = self.undo(&id, &votes, stragglers, bound);
         let result = if t.yes >= q {
-            // A quorum that came too late to leave any validity.
             Err(LockError::Backend {
                 kind: self.kind,
                 key: self.commands.key().to_owned(),
@@ -273,6 +359,32 @@ impl<C: Commands, B: RedisBackend + 'static> Protocol for Redlock<C, B> {
             Err(self.quorum_error("acquired", &votes, "is held by another holder"))
         };
         (result, leftover)
+    }
+
+    async fn issue_token(
+        &self,
+        id: &str,
+        bound: Duration,
+    ) -> (Result<Option<u64>, LockError>, Leftover) {
+        let (q, spare) = (self.quorum(), self.spare());
+        let id: Arc<str> = id.into();
+        let target = self.seen.load(Ordering::Relaxed).saturating_add(1);
+        let issue = Op::Fence(id.clone(), target, FenceMode::Issue);
+        let (votes, stragglers) = fan_out(&self.clock, self.calls(&issue, |_| true), bound, |v| {
+            let t = Tally::of(v);
+            t.yes >= q || t.no + t.failed > spare
+        })
+        .await;
+        let t = Tally::of(&votes);
+        let (result, raises) = if t.yes >= q {
+            self.confirm(&id, &votes, bound).await
+        } else if t.no > spare {
+            (Ok(None), None) // the hold is gone
+        } else {
+            let no = "no longer held it";
+            (Err(self.quorum_error("given a fencing token", &votes, no)), None)
+        };
+        (result, join([raises, stragglers.finish(|_, _| None, bound)]))
     }
 
     async fn refresh(
@@ -308,7 +420,8 @@ impl<C: Commands, B: RedisBackend + 'static> Protocol for Redlock<C, B> {
             // awaited so that no re-fill can land after a release. A
             // straggler that answers "not held" later is re-filled only
             // while the hold is still held.
-            let acquire = Op::Acquire(id.clone(), ttl_ms);
+            let floor = self.seen.load(Ordering::Relaxed);
+            let acquire = Op::Acquire(id.clone(), ttl_ms, floor);
             let refill = self.calls(&acquire, |i| matches!(votes[i], Some(Vote::No)));
             if refill.iter().any(Option::is_some) {
                 fan_out(clock, refill, bound, |_| false).await;
@@ -323,7 +436,7 @@ impl<C: Commands, B: RedisBackend + 'static> Protocol for Redlock<C, B> {
                     let still_held = still_held.clone();
                     Some(Box::pin(async move {
                         if !still_held() {
-                            return Ok(false);
+                            return Ok(0);
                         }
                         refill.await
                     }) as Call)
@@ -416,7 +529,7 @@ impl<C: Commands, B: RedisBackend + 'static> Protocol for Redlock<C, B> {
                     e.kind(),
                     e.message(),
                 ))),
-                _ => Some(Vote::Yes),
+                _ => Some(Vote::Yes(1)),
             })
             .collect();
         let retry: Option<Job> = (t.failed > 0).then(|| {

@@ -1,9 +1,12 @@
 -- KEYS[1] = semaphore:<key> (a ZSET of identifiers scored by acquire time)
--- ARGV = [limit, permits, identifier, lockTimeoutMs]
+-- KEYS[2] = its fencing counter (same slot)
+-- ARGV = [limit, permits, identifier, lockTimeoutMs, floor]
 -- permits = 0 is the plain Semaphore: one member named <identifier>.
 -- permits >= 1 is the MultiSemaphore: members <identifier>_0 .. _<permits-1>.
 -- Scores come from the server clock, so client clock skew cannot let an
 -- extra holder in.
+-- Returns the fencing token (>= 1) when acquired, 0 when full: the counter
+-- raised to max(counter + 1, floor), as in mutex_acquire.
 local key = KEYS[1]
 local limit = tonumber(ARGV[1])
 local permits = tonumber(ARGV[2])
@@ -39,4 +42,9 @@ else
 end
 -- ARGV[4] itself: a large number would reach Redis as "1e+17"
 redis.call('PEXPIRE', key, ARGV[4])
-return 1
+local next = tonumber(redis.call('GET', KEYS[2]) or '0') + 1
+if tonumber(ARGV[5]) > next then
+  redis.call('SET', KEYS[2], ARGV[5])
+  return tonumber(ARGV[5])
+end
+return redis.call('INCR', KEYS[2])

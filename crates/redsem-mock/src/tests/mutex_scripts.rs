@@ -3,8 +3,10 @@
 use std::time::Duration;
 
 use futures::executor::block_on;
-use redsem_core::script::{MUTEX_ACQUIRE, MUTEX_REFRESH, MUTEX_RELEASE};
-use redsem_core::{Arg, BackendErrorKind, RedisBackend, Script};
+use redsem_core::script::{
+    FENCE as FENCE_SCRIPT, MUTEX_ACQUIRE, MUTEX_FENCED_ACQUIRE, MUTEX_REFRESH, MUTEX_RELEASE,
+};
+use redsem_core::{Arg, BackendErrorKind, RedisBackend, Reply, Script};
 
 use super::{assert_ttl, run};
 use crate::MockBackend;
@@ -214,4 +216,43 @@ fn a_script_runs_by_its_source_not_its_name() {
     assert!(!redis.is_script_loaded(&MUTEX_RELEASE));
     assert_eq!(run(&redis, &MUTEX_RELEASE, KEY, &[Arg::Str("a")]), 1);
     assert_eq!(redis.script_calls("mutex_release"), 2, "counted by name");
+}
+
+/// `mutex_fenced_acquire` with ARGV = [identifier, lockTimeoutMs, floor].
+fn fenced_acquire(redis: &MockBackend, id: &str, floor: i64) -> Reply {
+    let args = [Arg::Str(id), Arg::Int(1_000), Arg::Int(floor)];
+    block_on(redis.run_script(&MUTEX_FENCED_ACQUIRE, &[KEY, FENCE], &args)).unwrap()
+}
+
+/// `fence` with ARGV = [member, target, mode].
+fn fence(redis: &MockBackend, id: &str, target: i64, mode: &str) -> Reply {
+    let args = [Arg::Str(id), Arg::Int(target), Arg::Str(mode)];
+    block_on(redis.run_script(&FENCE_SCRIPT, &[KEY, FENCE], &args)).unwrap()
+}
+
+const FENCE: &str = "{mutex:k}:fence";
+
+#[test]
+fn fenced_acquire_counts_only_acquisitions_and_honours_a_floor() {
+    let redis = MockBackend::new();
+    assert_eq!(fenced_acquire(&redis, "a", 0), Reply::Int(1));
+    assert_eq!(fenced_acquire(&redis, "b", 0), Reply::Int(0), "busy: no token");
+    assert_eq!(redis.get(FENCE).as_deref(), Some("1"));
+    redis.del(KEY);
+    assert_eq!(fenced_acquire(&redis, "b", 7), Reply::Int(7), "raised to the floor");
+    redis.del(KEY);
+    assert_eq!(fenced_acquire(&redis, "c", 3), Reply::Int(8), "a lower floor still counts up");
+    assert_eq!(redis.ttl(FENCE), None, "the counter never expires");
+}
+
+#[test]
+fn fence_issues_and_raises_only_for_the_holder() {
+    let redis = MockBackend::new();
+    assert_eq!(fenced_acquire(&redis, "a", 0), Reply::Int(1));
+    assert_eq!(fence(&redis, "x", 9, "issue"), Reply::Int(0), "not the holder");
+    assert_eq!(fence(&redis, "a", 0, "issue"), Reply::Int(2));
+    assert_eq!(fence(&redis, "a", 5, "raise"), Reply::Int(5));
+    assert_eq!(fence(&redis, "a", 5, "raise"), Reply::Int(-5), "already there: not confirmed");
+    assert_eq!(fence(&redis, "a", 4, "raise"), Reply::Int(-5));
+    assert_eq!(redis.get(FENCE).as_deref(), Some("5"));
 }

@@ -5,6 +5,9 @@ use std::time::Duration;
 use redsem_core::script::{SEMAPHORE_ACQUIRE, SEMAPHORE_REFRESH, SEMAPHORE_RELEASE};
 use redsem_core::{Arg, Reply};
 
+use futures::executor::block_on;
+use redsem_core::RedisBackend;
+
 use super::{assert_ttl, run};
 use crate::data::Keyspace;
 use crate::lua::Scripts;
@@ -12,17 +15,39 @@ use crate::zset::Score;
 use crate::MockBackend;
 
 const KEY: &str = "semaphore:k";
+const FENCE: &str = "{semaphore:k}:fence";
 const TTL: i64 = 10_000;
 
-/// ARGV = [limit, permits, identifier, lockTimeoutMs].
-fn acquire(redis: &MockBackend, limit: i64, permits: i64, id: &str) -> i64 {
+/// ARGV = [limit, permits, identifier, lockTimeoutMs, floor]: the fencing
+/// token, or 0 when full.
+fn acquire_token(redis: &MockBackend, limit: i64, permits: i64, id: &str, floor: i64) -> i64 {
     let args = [
         Arg::Int(limit),
         Arg::Int(permits),
         Arg::Str(id),
         Arg::Int(TTL),
+        Arg::Int(floor),
     ];
-    run(redis, &SEMAPHORE_ACQUIRE, KEY, &args)
+    match block_on(redis.run_script(&SEMAPHORE_ACQUIRE, &[KEY, FENCE], &args)).unwrap() {
+        Reply::Int(n) => n,
+        other => panic!("semaphore_acquire returned {other:?}"),
+    }
+}
+
+/// 1 when acquired, 0 when full.
+fn acquire(redis: &MockBackend, limit: i64, permits: i64, id: &str) -> i64 {
+    acquire_token(redis, limit, permits, id, 0).min(1)
+}
+
+#[test]
+fn each_acquire_gets_a_greater_token_and_a_floor_lifts_it() {
+    let redis = MockBackend::new();
+    assert_eq!(acquire_token(&redis, 3, 0, "a", 0), 1);
+    assert_eq!(acquire_token(&redis, 3, 0, "b", 0), 2);
+    assert_eq!(acquire_token(&redis, 3, 0, "c", 10), 10, "raised to the floor");
+    assert_eq!(acquire_token(&redis, 3, 0, "d", 5), 0, "full: no token, no count");
+    assert_eq!(redis.get(FENCE).as_deref(), Some("10"));
+    assert_eq!(redis.ttl(FENCE), None, "the counter never expires");
 }
 
 /// ARGV = [permits, identifier, lockTimeoutMs].
@@ -110,9 +135,15 @@ fn pruning_includes_members_exactly_ttl_old() {
     }
     let mut scripts = Scripts::default();
     scripts.load(&SEMAPHORE_ACQUIRE).unwrap();
-    let args = [Arg::Int(2), Arg::Int(0), Arg::Str("new"), Arg::Int(TTL)];
+    let args = [
+        Arg::Int(2),
+        Arg::Int(0),
+        Arg::Str("new"),
+        Arg::Int(TTL),
+        Arg::Int(0),
+    ];
     let reply = scripts
-        .run(SEMAPHORE_ACQUIRE.sha1(), &mut data, now, &[KEY], &args)
+        .run(SEMAPHORE_ACQUIRE.sha1(), &mut data, now, &[KEY, FENCE], &args)
         .unwrap()
         .unwrap();
     assert_eq!(reply, Reply::Int(1));
