@@ -140,9 +140,15 @@ impl Overtaken {
     }
 
     fn before_call(&self, script: &Script, keys: &[&str], args: &[Arg<'_>]) {
-        let raise = script.name() == "fence" && args.get(2).is_some_and(|a| a.to_string() == "raise");
+        let raise =
+            script.name() == "fence" && args.get(2).is_some_and(|a| a.to_string() == "raise");
         let take = |n: usize| n.checked_sub(1);
-        if raise && self.overtake.fetch_update(Ordering::SeqCst, Ordering::SeqCst, take).is_ok() {
+        if raise
+            && self
+                .overtake
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, take)
+                .is_ok()
+        {
             self.inner.set(keys[1], &args[1].to_string());
         }
     }
@@ -186,7 +192,11 @@ fn redlock_confirms_a_token_when_one_raise_is_overtaken() {
         let mocks = lagging_nodes("{semaphore:k}:fence");
         let overtake = Arc::new(AtomicUsize::new(1));
         let sem = RedlockSemaphore::new(Overtaken::nodes(&mocks, &overtake), "k", 5).unwrap();
-        let guard = sem.try_acquire().await.unwrap().expect("node 3 and one raised node");
+        let guard = sem
+            .try_acquire()
+            .await
+            .unwrap()
+            .expect("node 3 and one raised node");
         assert_eq!(guard.fencing_token(), 61);
         assert_eq!(overtake.load(Ordering::SeqCst), 0, "a raise was overtaken");
         guard.release().await.unwrap();
@@ -220,7 +230,11 @@ fn a_takeover_gets_a_newer_token_that_fences_out_the_old_holder() {
     block_on(async {
         let redis = MockBackend::new();
         let report = FencedResource::new("report");
-        let first = Mutex::new(redis.clone(), "job").unwrap().acquire().await.unwrap();
+        let first = Mutex::new(redis.clone(), "job")
+            .unwrap()
+            .acquire()
+            .await
+            .unwrap();
         let old_token = first.fencing_token();
         let id = first.detach();
         let options = LockOptions::builder()
@@ -231,10 +245,18 @@ fn a_takeover_gets_a_newer_token_that_fences_out_the_old_holder() {
         let worker = Mutex::with_options(redis.clone(), "job", options).unwrap();
         let taken = worker.acquire().await.unwrap();
         assert!(taken.fencing_token() > old_token);
-        let new = report.write(&redis, taken.fencing_token(), "worker").await.unwrap();
+        let new = report
+            .write(&redis, taken.fencing_token(), "worker")
+            .await
+            .unwrap();
         assert_eq!(new, FencedWrite::Written);
         let late = report.write(&redis, old_token, "scheduler").await.unwrap();
-        assert_eq!(late, FencedWrite::Stale { newest: taken.fencing_token() });
+        assert_eq!(
+            late,
+            FencedWrite::Stale {
+                newest: taken.fencing_token()
+            }
+        );
         taken.release().await.unwrap();
     });
 }
@@ -243,7 +265,11 @@ fn a_takeover_gets_a_newer_token_that_fences_out_the_old_holder() {
 fn a_redlock_takeover_gets_a_newer_token_too() {
     block_on(async {
         let nodes = nodes();
-        let first = RedlockMutex::new(nodes.clone(), "job").unwrap().acquire().await.unwrap();
+        let first = RedlockMutex::new(nodes.clone(), "job")
+            .unwrap()
+            .acquire()
+            .await
+            .unwrap();
         let old_token = first.fencing_token();
         let id = first.detach();
         let options = LockOptions::builder()

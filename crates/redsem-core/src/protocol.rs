@@ -70,8 +70,11 @@ pub(crate) trait Protocol: Send + Sync + fmt::Debug + 'static {
 
     /// A new fencing token for `id`'s hold, which was made elsewhere (a
     /// takeover): `None` when the hold is gone.
-    async fn issue_token(&self, id: &str, bound: Duration)
-        -> (Result<Option<u64>, LockError>, Leftover);
+    async fn issue_token(
+        &self,
+        id: &str,
+        bound: Duration,
+    ) -> (Result<Option<u64>, LockError>, Leftover);
 
     /// Extends a hold. `Err` means the outcome is unknown (the hold may still
     /// be there): it is never a "no". A node that answers "not held" after

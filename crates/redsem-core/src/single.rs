@@ -85,9 +85,7 @@ impl<C: Commands, B: RedisBackend + 'static> Protocol for SingleNode<C, B> {
         id: &str,
         bound: Duration,
     ) -> (Result<Option<u64>, LockError>, Leftover) {
-        let call = self
-            .commands
-            .fence(&self.backend, id, 0, FenceMode::Issue);
+        let call = self.commands.fence(&self.backend, id, 0, FenceMode::Issue);
         let result = match bounded_call(&self.clock, bound, call).await {
             Ok(token) => Ok(u64::try_from(token).ok().filter(|t| *t > 0)),
             Err(e) => Err(self.error("acquire", e)),

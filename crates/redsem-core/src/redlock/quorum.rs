@@ -51,7 +51,9 @@ impl<C: Commands, B: RedisBackend> Redlock<C, B> {
         Redlock {
             commands: Arc::new(commands),
             identities: NodeIdentities::new(nodes.len()),
-            clock: nodes.first().map_or_else(Clock::system, RedisBackend::clock),
+            clock: nodes
+                .first()
+                .map_or_else(Clock::system, RedisBackend::clock),
             nodes: Arc::new(nodes),
             kind,
             seen: AtomicU64::new(0),
@@ -331,7 +333,8 @@ impl<C: Commands, B: RedisBackend + 'static> Protocol for Redlock<C, B> {
         let t = Tally::of(&votes);
         if t.yes >= q {
             let (token, raises) = self.confirm(&id, &votes, bound).await;
-            let leftover = |stragglers: Stragglers| join([raises, stragglers.finish(|_, _| None, bound)]);
+            let leftover =
+                |stragglers: Stragglers| join([raises, stragglers.finish(|_, _| None, bound)]);
             match (token, validity(clock, started, ttl_ms)) {
                 (Ok(Some(token)), Some(valid_until)) => {
                     let granted = Granted { valid_until, token };
@@ -382,9 +385,15 @@ impl<C: Commands, B: RedisBackend + 'static> Protocol for Redlock<C, B> {
             (Ok(None), None) // the hold is gone
         } else {
             let no = "no longer held it";
-            (Err(self.quorum_error("given a fencing token", &votes, no)), None)
+            (
+                Err(self.quorum_error("given a fencing token", &votes, no)),
+                None,
+            )
         };
-        (result, join([raises, stragglers.finish(|_, _| None, bound)]))
+        (
+            result,
+            join([raises, stragglers.finish(|_, _| None, bound)]),
+        )
     }
 
     async fn refresh(

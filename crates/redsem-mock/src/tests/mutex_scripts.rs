@@ -236,12 +236,24 @@ const FENCE: &str = "{mutex:k}:fence";
 fn fenced_acquire_counts_only_acquisitions_and_honours_a_floor() {
     let redis = MockBackend::new();
     assert_eq!(fenced_acquire(&redis, "a", 0), Reply::Int(1));
-    assert_eq!(fenced_acquire(&redis, "b", 0), Reply::Int(0), "busy: no token");
+    assert_eq!(
+        fenced_acquire(&redis, "b", 0),
+        Reply::Int(0),
+        "busy: no token"
+    );
     assert_eq!(redis.get(FENCE).as_deref(), Some("1"));
     redis.del(KEY);
-    assert_eq!(fenced_acquire(&redis, "b", 7), Reply::Int(7), "raised to the floor");
+    assert_eq!(
+        fenced_acquire(&redis, "b", 7),
+        Reply::Int(7),
+        "raised to the floor"
+    );
     redis.del(KEY);
-    assert_eq!(fenced_acquire(&redis, "c", 3), Reply::Int(8), "a lower floor still counts up");
+    assert_eq!(
+        fenced_acquire(&redis, "c", 3),
+        Reply::Int(8),
+        "a lower floor still counts up"
+    );
     assert_eq!(redis.ttl(FENCE), None, "the counter never expires");
 }
 
@@ -249,10 +261,18 @@ fn fenced_acquire_counts_only_acquisitions_and_honours_a_floor() {
 fn fence_issues_and_raises_only_for_the_holder() {
     let redis = MockBackend::new();
     assert_eq!(fenced_acquire(&redis, "a", 0), Reply::Int(1));
-    assert_eq!(fence(&redis, "x", 9, "issue"), Reply::Int(0), "not the holder");
+    assert_eq!(
+        fence(&redis, "x", 9, "issue"),
+        Reply::Int(0),
+        "not the holder"
+    );
     assert_eq!(fence(&redis, "a", 0, "issue"), Reply::Int(2));
     assert_eq!(fence(&redis, "a", 5, "raise"), Reply::Int(5));
-    assert_eq!(fence(&redis, "a", 5, "raise"), Reply::Int(-5), "already there: not confirmed");
+    assert_eq!(
+        fence(&redis, "a", 5, "raise"),
+        Reply::Int(-5),
+        "already there: not confirmed"
+    );
     assert_eq!(fence(&redis, "a", 4, "raise"), Reply::Int(-5));
     assert_eq!(redis.get(FENCE).as_deref(), Some("5"));
 }

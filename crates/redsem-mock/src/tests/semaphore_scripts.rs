@@ -44,8 +44,16 @@ fn each_acquire_gets_a_greater_token_and_a_floor_lifts_it() {
     let redis = MockBackend::new();
     assert_eq!(acquire_token(&redis, 3, 0, "a", 0), 1);
     assert_eq!(acquire_token(&redis, 3, 0, "b", 0), 2);
-    assert_eq!(acquire_token(&redis, 3, 0, "c", 10), 10, "raised to the floor");
-    assert_eq!(acquire_token(&redis, 3, 0, "d", 5), 0, "full: no token, no count");
+    assert_eq!(
+        acquire_token(&redis, 3, 0, "c", 10),
+        10,
+        "raised to the floor"
+    );
+    assert_eq!(
+        acquire_token(&redis, 3, 0, "d", 5),
+        0,
+        "full: no token, no count"
+    );
     assert_eq!(redis.get(FENCE).as_deref(), Some("10"));
     assert_eq!(redis.ttl(FENCE), None, "the counter never expires");
 }
@@ -143,7 +151,13 @@ fn pruning_includes_members_exactly_ttl_old() {
         Arg::Int(0),
     ];
     let reply = scripts
-        .run(SEMAPHORE_ACQUIRE.sha1(), &mut data, now, &[KEY, FENCE], &args)
+        .run(
+            SEMAPHORE_ACQUIRE.sha1(),
+            &mut data,
+            now,
+            &[KEY, FENCE],
+            &args,
+        )
         .unwrap()
         .unwrap();
     assert_eq!(reply, Reply::Int(1));
