@@ -318,13 +318,20 @@ async fn take_over(
     // before it can be used again.
     finish(leftover).await;
     let token = match refreshed? {
-        Refreshed::Extended { valid_until } => {
+        Refreshed::Extended {
+            valid_until,
+            replicas,
+        } => {
             let (token, leftover) = core
                 .protocol
                 .issue_token(&id, options.command_timeout)
                 .await;
             finish(leftover).await;
-            token?.map(|token| Granted { valid_until, token })
+            token?.map(|token| Granted {
+                valid_until,
+                token,
+                replicas,
+            })
         }
         Refreshed::Lost(_) => None,
     };

@@ -83,6 +83,28 @@ impl Reply {
         }
     }
 
+    /// The reply as a count, such as `WAIT`'s number of replicas (what a
+    /// [`wait_for_replicas`](RedisBackend::wait_for_replicas) implementation
+    /// returns), or a [`BackendErrorKind::UnexpectedReply`] error naming
+    /// `command`.
+    ///
+    /// ```
+    /// use redsem_core::Reply;
+    /// assert_eq!(Reply::Int(2).expect_count("WAIT")?, 2);
+    /// assert!(Reply::Int(-1).expect_count("WAIT").is_err());
+    /// # Ok::<(), redsem_core::BackendError>(())
+    /// ```
+    pub fn expect_count(&self, command: &str) -> Result<u32, BackendError> {
+        self.as_i64()
+            .and_then(|n| u32::try_from(n).ok())
+            .ok_or_else(|| {
+                BackendError::new(
+                    BackendErrorKind::UnexpectedReply,
+                    format!("{command} returned {self:?}, expected a count"),
+                )
+            })
+    }
+
     /// The reply as an integer, or a [`BackendErrorKind::UnexpectedReply`]
     /// error naming the script that produced it.
     pub(crate) fn expect_i64(&self, script: &Script) -> Result<i64, BackendError> {
@@ -324,6 +346,46 @@ pub trait RedisBackend: Send + Sync + fmt::Debug {
         None
     }
 
+    /// Waits until the writes this backend sent before (on the connection
+    /// that carries `key`'s commands) are on `replicas` replicas, or
+    /// `timeout_ms` passed (`WAIT replicas timeout_ms`), and returns how
+    /// many replicas acknowledged. Used by locks that ask for
+    /// [`ReplicaSync`](crate::ReplicaSync); `key` routes the call on a
+    /// Cluster.
+    ///
+    /// `WAIT` only covers writes sent on the same connection: adapters send
+    /// it where the scripts go. The provided implementation answers with an
+    /// error of kind [`Unsupported`](crate::BackendErrorKind::Unsupported).
+    ///
+    /// ```
+    /// use redsem_core::RedisBackend;
+    /// use redsem_mock::MockBackend;
+    /// # futures::executor::block_on(async {
+    /// let redis = MockBackend::new();
+    /// redis.set_replicas(2);
+    /// assert_eq!(redis.wait_for_replicas("mutex:jobs", 1, 100).await?, 2);
+    /// # Ok::<(), redsem_core::BackendError>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: it only waits (the connection stays blocked on the
+    /// server until `timeout_ms`).
+    async fn wait_for_replicas(
+        &self,
+        key: &str,
+        replicas: u32,
+        timeout_ms: u64,
+    ) -> Result<u32, BackendError> {
+        let _ = (key, replicas, timeout_ms);
+        Err(BackendError::new(
+            BackendErrorKind::Unsupported,
+            "this backend cannot wait for replicas (WAIT): implement \
+             RedisBackend::wait_for_replicas, or drop the synced_replicas option",
+        ))
+    }
+
     /// The identity of the Redis server this backend reaches: its `run_id`.
     /// Redlock compares them to refuse two backends that reach the same
     /// server (which would count one server's vote twice).
@@ -424,6 +486,12 @@ macro_rules! forward_backend {
 
             async fn server_id(&self) -> Result<Option<String>, BackendError> {
                 (**self).server_id().await
+            }
+
+            async fn wait_for_replicas(&self, key: &str, replicas: u32, timeout_ms: u64)
+                -> Result<u32, BackendError>
+            {
+                (**self).wait_for_replicas(key, replicas, timeout_ms).await
             }
 
             fn clock(&self) -> crate::Clock {

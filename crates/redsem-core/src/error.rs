@@ -311,6 +311,25 @@ pub enum LockError {
         message: String,
     },
 
+    /// Too few replicas confirmed an acquire or refresh asked to be synced
+    /// ([`ReplicaSync`](crate::ReplicaSync) with [`ReplicaPolicy::Fail`](crate::ReplicaPolicy::Fail)).
+    /// For an acquire, what it took has been released.
+    #[error(
+        "{operation} {kind} {}: {acks} in time; check the replicas' link \
+         (INFO replication) or lower ReplicaSync::new's count",
+        Short(key)
+    )]
+    ReplicasNotConfirmed {
+        /// The lock kind.
+        kind: LockKind,
+        /// The Redis key, with its prefix.
+        key: String,
+        /// `acquire` or `refresh`.
+        operation: &'static str,
+        /// How many replicas confirmed, of how many asked for.
+        acks: crate::ReplicaAcks,
+    },
+
     /// Redis (or the client) failed during an operation.
     #[error("{operation} {kind} {} failed: {source}", Short(key))]
     Backend {
@@ -473,6 +492,10 @@ pub enum BackendErrorKind {
     Unavailable,
     /// The reply had a shape redsem did not expect.
     UnexpectedReply,
+    /// The backend does not offer what was asked (such as
+    /// [`wait_for_replicas`](crate::RedisBackend::wait_for_replicas) on a
+    /// custom backend that does not implement it).
+    Unsupported,
     /// Anything else.
     Other,
 }
@@ -486,6 +509,7 @@ impl fmt::Display for BackendErrorKind {
             BackendErrorKind::Server => "server error",
             BackendErrorKind::Unavailable => "server unavailable",
             BackendErrorKind::UnexpectedReply => "unexpected reply",
+            BackendErrorKind::Unsupported => "not supported",
             BackendErrorKind::Other => "error",
         })
     }

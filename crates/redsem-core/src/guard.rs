@@ -190,6 +190,27 @@ impl LockGuard {
         self.hold.token
     }
 
+    /// How many replicas confirmed the last acquire or refresh of this
+    /// hold: `None` unless the lock asks for synced grants
+    /// ([`ReplicaSync`](crate::ReplicaSync)).
+    ///
+    /// ```
+    /// # use redsem_core::{LockOptions, Mutex, ReplicaAcks, ReplicaPolicy, ReplicaSync};
+    /// # use redsem_mock::MockBackend;
+    /// # futures::executor::block_on(async {
+    /// let redis = MockBackend::new(); // no replicas
+    /// let sync = ReplicaSync::new(1).on_missing(ReplicaPolicy::Report);
+    /// let options = LockOptions::builder().synced_replicas(sync).build()?;
+    /// let guard = Mutex::with_options(redis, "jobs", options)?.acquire().await?;
+    /// assert_eq!(guard.replicas(), Some(ReplicaAcks { confirmed: 0, wanted: 1 }));
+    /// # guard.release().await?;
+    /// # Ok::<(), redsem_core::LockError>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn replicas(&self) -> Option<crate::ReplicaAcks> {
+        self.hold.replicas()
+    }
+
     /// Stops refreshing. The hold stays in Redis until its lock timeout
     /// elapses; then it counts as lost with [`LostReason::Expired`]
     /// (`lost()` resolves, the callback runs).
@@ -445,6 +466,23 @@ impl LockStatus {
     /// ```
     pub fn fencing_token(&self) -> u64 {
         self.hold.token
+    }
+
+    /// As [`LockGuard::replicas`]: replicas that confirmed the last
+    /// acquire or refresh, when the lock asks for synced grants.
+    ///
+    /// ```
+    /// # use redsem_core::Mutex;
+    /// # use redsem_mock::MockBackend;
+    /// # futures::executor::block_on(async {
+    /// let mutex = Mutex::new(MockBackend::new(), "jobs")?;
+    /// let acks = mutex.with_lock_status(|status| async move { status.replicas() }).await?;
+    /// assert_eq!(acks, None); // not asked for
+    /// # Ok::<(), redsem_core::LockError>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn replicas(&self) -> Option<crate::ReplicaAcks> {
+        self.hold.replicas()
     }
 }
 

@@ -58,6 +58,8 @@ struct HoldState {
     lost_wakers: HashMap<u64, Waker>,
     next_waiter: u64,
     claim: FixedIdClaim,
+    /// Replicas that confirmed the last acquire or refresh (synced grants).
+    replicas: Option<crate::ReplicaAcks>,
 }
 
 /// Shared by the guard, the driver's timer and background jobs.
@@ -126,6 +128,7 @@ impl Hold {
                 lost_wakers: HashMap::new(),
                 next_waiter: 0,
                 claim,
+                replicas: granted.replicas,
             }),
         });
         let mut st = hold.lock();
@@ -257,8 +260,12 @@ impl Hold {
         {
             let mut st = self.lock();
             match outcome {
-                Ok(Refreshed::Extended { valid_until }) => {
+                Ok(Refreshed::Extended {
+                    valid_until,
+                    replicas,
+                }) => {
                     st.valid_until = st.valid_until.max(valid_until);
+                    st.replicas = replicas.or(st.replicas);
                     if st.refresh_failures > 0 {
                         observe::refresh_recovered(self.kind(), self.key(), st.refresh_failures);
                     }
@@ -312,6 +319,10 @@ impl Hold {
 
     pub(crate) fn valid_until(&self) -> Instant {
         self.lock().valid_until
+    }
+
+    pub(crate) fn replicas(&self) -> Option<crate::ReplicaAcks> {
+        self.lock().replicas
     }
 
     /// Stops refreshing; the hold then expires at `valid_until`.

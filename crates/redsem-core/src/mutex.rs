@@ -84,7 +84,7 @@ impl<B: RedisBackend + 'static> Mutex<B> {
     ) -> Result<Self, LockError> {
         let commands = MutexCommands::new(prefixed(MUTEX_PREFIX, key.as_ref())?);
         Ok(Mutex {
-            core: LockCore::new(SingleNode::new(commands, backend), options),
+            core: LockCore::new(SingleNode::new(commands, backend, &options), options),
         })
     }
 

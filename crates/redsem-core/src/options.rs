@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::LockError;
+use crate::replicas::ReplicaSync;
 
 /// Largest accepted lock timeout, in milliseconds (2^62 ms, about 146
 /// million years): larger values would overflow Redis' expiry arithmetic.
@@ -137,6 +138,7 @@ pub struct LockOptions {
     pub(crate) identity: Identity,
     pub(crate) acquired_externally: bool,
     pub(crate) on_lock_lost: Option<LostCallback>,
+    pub(crate) synced_replicas: Option<ReplicaSync>,
 }
 
 impl LockOptions {
@@ -243,6 +245,16 @@ impl LockOptions {
     pub fn acquired_externally(&self) -> bool {
         self.acquired_externally
     }
+
+    /// Whether acquires and refreshes wait for replicas (default `None`).
+    ///
+    /// ```
+    /// # use redsem_core::LockOptions;
+    /// assert_eq!(LockOptions::default().synced_replicas(), None);
+    /// ```
+    pub fn synced_replicas(&self) -> Option<ReplicaSync> {
+        self.synced_replicas
+    }
 }
 
 impl Default for LockOptions {
@@ -259,6 +271,7 @@ impl Default for LockOptions {
             identity: Identity::Random { suffix: None },
             acquired_externally: false,
             on_lock_lost: None,
+            synced_replicas: None,
         }
     }
 }
@@ -275,6 +288,7 @@ impl fmt::Debug for LockOptions {
             .field("identity", &self.identity)
             .field("acquired_externally", &self.acquired_externally)
             .field("on_lock_lost", &self.on_lock_lost.as_ref().map(|_| "Fn"))
+            .field("synced_replicas", &self.synced_replicas)
             .finish()
     }
 }
@@ -320,6 +334,7 @@ pub struct LockOptionsBuilder {
     identifier_suffix: Option<String>,
     acquired_externally: bool,
     on_lock_lost: Option<LostCallback>,
+    synced_replicas: Option<ReplicaSync>,
 }
 
 impl fmt::Debug for LockOptionsBuilder {
@@ -334,6 +349,7 @@ impl fmt::Debug for LockOptionsBuilder {
             .field("identifier", &self.identifier.as_deref().map(Redacted))
             .field("identifier_suffix", &self.identifier_suffix)
             .field("acquired_externally", &self.acquired_externally)
+            .field("synced_replicas", &self.synced_replicas)
             .finish_non_exhaustive()
     }
 }
@@ -526,6 +542,21 @@ impl LockOptionsBuilder {
         self
     }
 
+    /// Confirm every acquire and refresh on replicas before it counts
+    /// (single-node kinds; Redlock refuses it: its nodes are independent
+    /// primaries). See [`ReplicaSync`] for the cost and the guarantee.
+    ///
+    /// ```
+    /// use redsem_core::{LockOptions, ReplicaSync};
+    /// let options = LockOptions::builder().synced_replicas(ReplicaSync::new(1)).build()?;
+    /// assert_eq!(options.synced_replicas().map(|s| s.replicas()), Some(1));
+    /// # Ok::<(), redsem_core::LockError>(())
+    /// ```
+    pub fn synced_replicas(mut self, sync: ReplicaSync) -> Self {
+        self.synced_replicas = Some(sync);
+        self
+    }
+
     /// Checks the options.
     ///
     /// # Errors
@@ -626,6 +657,10 @@ impl LockOptionsBuilder {
             ));
         }
 
+        if let Some(sync) = &self.synced_replicas {
+            sync.check(lock_timeout)?;
+        }
+
         Ok(LockOptions {
             lock_timeout,
             lock_timeout_ms,
@@ -637,6 +672,7 @@ impl LockOptionsBuilder {
             identity,
             acquired_externally: self.acquired_externally,
             on_lock_lost: self.on_lock_lost,
+            synced_replicas: self.synced_replicas,
         })
     }
 }

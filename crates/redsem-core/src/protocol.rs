@@ -13,8 +13,12 @@ use crate::error::{LockError, LockKind, LostReason};
 /// Outcome of one refresh.
 #[derive(Debug)]
 pub(crate) enum Refreshed {
-    /// The hold is confirmed until `valid_until`.
-    Extended { valid_until: Instant },
+    /// The hold is confirmed until `valid_until` (and on `replicas`, when
+    /// the lock asks for synced grants).
+    Extended {
+        valid_until: Instant,
+        replicas: Option<crate::ReplicaAcks>,
+    },
     /// Redis answered that the hold is gone (for Redlock: so many nodes
     /// answered "not held" that no quorum can hold it).
     Lost(LostReason),
@@ -28,6 +32,8 @@ pub(crate) struct Granted {
     /// The fencing token: greater than every token issued before for the
     /// key.
     pub(crate) token: u64,
+    /// How many replicas confirmed it, when the lock asks for synced grants.
+    pub(crate) replicas: Option<crate::ReplicaAcks>,
 }
 
 /// Bounded work an operation leaves behind when it returns early: calls

@@ -83,7 +83,7 @@ impl<B: RedisBackend + 'static> Semaphore<B> {
     ) -> Result<Self, LockError> {
         let commands = semaphore_commands(key.as_ref(), limit, 0, &options)?;
         Ok(Semaphore {
-            core: LockCore::new(SingleNode::new(commands, backend), options),
+            core: LockCore::new(SingleNode::new(commands, backend, &options), options),
         })
     }
 
@@ -197,7 +197,7 @@ impl<B: RedisBackend + 'static> MultiSemaphore<B> {
         }
         let commands = semaphore_commands(key.as_ref(), limit, permits, &options)?;
         Ok(MultiSemaphore {
-            core: LockCore::new(SingleNode::new(commands, backend), options),
+            core: LockCore::new(SingleNode::new(commands, backend, &options), options),
         })
     }
 

@@ -8,7 +8,9 @@ use crate::backend::RedisBackend;
 use crate::clock::Clock;
 use crate::commands::{Commands, FenceMode};
 use crate::error::{BackendError, LockError, LockKind, LostReason};
+use crate::options::LockOptions;
 use crate::protocol::{validity, Granted, Leftover, Protocol, Refreshed, Retry, StillHeld};
+use crate::replicas::{ReplicaAcks, ReplicaSync};
 use crate::time::{bounded_call, sleep_until};
 
 /// `C`'s commands on one backend.
@@ -17,20 +19,40 @@ pub(crate) struct SingleNode<C, B> {
     pub(crate) commands: C,
     pub(crate) backend: B,
     pub(crate) clock: Clock,
+    /// Replicas to confirm each grant on, if asked for.
+    sync: Option<ReplicaSync>,
 }
 
 impl<C, B: RedisBackend> SingleNode<C, B> {
-    pub(crate) fn new(commands: C, backend: B) -> Self {
+    pub(crate) fn new(commands: C, backend: B, options: &LockOptions) -> Self {
         let clock = backend.clock();
         SingleNode {
             commands,
             backend,
             clock,
+            sync: options.synced_replicas,
         }
     }
 }
 
-impl<C: Commands, B> SingleNode<C, B> {
+impl<C: Commands, B: RedisBackend> SingleNode<C, B> {
+    /// Confirms a grant on replicas when the lock asks for it: `Ok(None)`
+    /// when it does not, the replicas' count when the grant stands.
+    async fn synced(
+        &self,
+        operation: &'static str,
+        bound: Duration,
+    ) -> Result<Option<ReplicaAcks>, LockError> {
+        let Some(sync) = &self.sync else {
+            return Ok(None);
+        };
+        let what = (self.commands.kind(), self.commands.key(), operation);
+        let acks = sync
+            .confirm(&self.backend, &self.clock, what, bound)
+            .await?;
+        Ok(Some(acks))
+    }
+
     fn error(&self, operation: &'static str, source: BackendError) -> LockError {
         LockError::Backend {
             kind: self.commands.kind(),
@@ -68,15 +90,28 @@ impl<C: Commands, B: RedisBackend + 'static> Protocol for SingleNode<C, B> {
     ) -> (Result<Option<Granted>, LockError>, Leftover) {
         let call = self.commands.acquire(&self.backend, id, ttl_ms, 0);
         let clock = &self.clock;
-        let result = match bounded_call(clock, bound, call).await {
-            Ok(0) => Ok(None),
-            // Acquired, but so late that no validity is left: it may be
-            // gone already, so the caller treats it as failed and cleans up.
-            Ok(token) => validity(clock, started, ttl_ms)
-                .map(|valid_until| Some(Granted { valid_until, token }))
-                .ok_or_else(|| self.error("acquire", too_slow(clock, started))),
-            Err(e) => Err(self.error("acquire", e)),
+        let token = match bounded_call(clock, bound, call).await {
+            Ok(0) => return (Ok(None), None),
+            Ok(token) => token,
+            Err(e) => return (Err(self.error("acquire", e)), None),
         };
+        // An error from here on leaves the hold in Redis: the caller
+        // releases it.
+        let replicas = match self.synced("acquire", bound).await {
+            Ok(replicas) => replicas,
+            Err(e) => return (Err(e), None),
+        };
+        // Acquired, but so late that no validity is left: it may be gone
+        // already, so the caller treats it as failed and cleans up.
+        let result = validity(clock, started, ttl_ms)
+            .map(|valid_until| {
+                Some(Granted {
+                    valid_until,
+                    token,
+                    replicas,
+                })
+            })
+            .ok_or_else(|| self.error("acquire", too_slow(clock, started)));
         (result, None)
     }
 
@@ -104,9 +139,15 @@ impl<C: Commands, B: RedisBackend + 'static> Protocol for SingleNode<C, B> {
         let call = self.commands.refresh(&self.backend, id, ttl_ms);
         let clock = &self.clock;
         let result = match bounded_call(clock, bound, call).await {
-            Ok(true) => match validity(clock, started, ttl_ms) {
-                Some(valid_until) => Ok(Refreshed::Extended { valid_until }),
-                None => Err(self.error("refresh", too_slow(clock, started))),
+            Ok(true) => match self.synced("refresh", bound).await {
+                Ok(replicas) => match validity(clock, started, ttl_ms) {
+                    Some(valid_until) => Ok(Refreshed::Extended {
+                        valid_until,
+                        replicas,
+                    }),
+                    None => Err(self.error("refresh", too_slow(clock, started))),
+                },
+                Err(e) => Err(e),
             },
             Ok(false) => Ok(Refreshed::Lost(LostReason::Gone)),
             Err(e) => Err(self.error("refresh", e)),

@@ -15,7 +15,9 @@ use async_trait::async_trait;
 use fred::clients::Client;
 use fred::interfaces::{ClientLike, KeysInterface, LuaInterface};
 use fred::types::config::{Config, ReconnectPolicy};
-use fred::types::{Builder, Expiration, MultipleKeys, SetOptions, Value};
+use fred::types::{
+    Builder, ClusterHash, CustomCommand, Expiration, MultipleKeys, SetOptions, Value,
+};
 
 pub use fred;
 
@@ -371,6 +373,25 @@ where
             self.client
                 .set::<Value, _, _>(key, value, Some(ttl), Some(SetOptions::NX), false);
         convert::set_nx(self.send(call).await?)
+    }
+
+    /// `WAIT`, sent to the node that serves `key` (its hash slot on a
+    /// Cluster). With a [`Pool`](fred::clients::Pool) it runs on the pool's
+    /// next connection, which may not be the one that carried the script:
+    /// use a single [`Client`] for synced grants.
+    async fn wait_for_replicas(
+        &self,
+        key: &str,
+        replicas: u32,
+        timeout_ms: u64,
+    ) -> Result<u32, BackendError> {
+        let slot = fred::util::redis_keyslot(key.as_bytes());
+        let wait = CustomCommand::new_static("WAIT", ClusterHash::Custom(slot), false);
+        let timeout = i64::try_from(timeout_ms).unwrap_or(i64::MAX);
+        let call = self
+            .client
+            .custom::<Value, Value>(wait, vec![i64::from(replicas).into(), timeout.into()]);
+        convert::reply(self.send(call).await?).expect_count("WAIT")
     }
 
     fn notifications(&self) -> Option<&Notifications> {

@@ -221,6 +221,25 @@ impl MockBackend {
             .unwrap_or(0)
     }
 
+    /// Pretends the node has `replicas` replicas that acknowledge every
+    /// write at once: [`wait_for_replicas`](RedisBackend::wait_for_replicas)
+    /// answers with this count (0 by default, a node without replicas).
+    ///
+    /// ```
+    /// # use redsem_mock::MockBackend;
+    /// # use redsem_core::RedisBackend;
+    /// # futures::executor::block_on(async {
+    /// let redis = MockBackend::new();
+    /// assert_eq!(redis.wait_for_replicas("k", 1, 10).await?, 0);
+    /// redis.set_replicas(2);
+    /// assert_eq!(redis.wait_for_replicas("k", 1, 10).await?, 2);
+    /// # Ok::<(), redsem_core::BackendError>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn set_replicas(&self, replicas: u32) {
+        self.node.lock().replicas = replicas;
+    }
+
     /// Sets [`calls`](Self::calls) and every
     /// [`script_calls`](Self::script_calls) back to zero.
     ///
@@ -321,6 +340,17 @@ impl RedisBackend for MockBackend {
 
     async fn server_id(&self) -> Result<Option<String>, BackendError> {
         Ok(Some(format!("mock-node-{:p}", Arc::as_ptr(&self.node))))
+    }
+
+    /// `WAIT`: answers at once with [`set_replicas`](MockBackend::set_replicas)'
+    /// count (faults apply, as to any call).
+    async fn wait_for_replicas(
+        &self,
+        _key: &str,
+        _replicas: u32,
+        _timeout_ms: u64,
+    ) -> Result<u32, BackendError> {
+        self.node.call(|state, _| Ok(state.replicas)).await
     }
 
     /// `SET key value PX ttl_ms NX` as one native command; a `ttl_ms` of 0

@@ -43,6 +43,8 @@ pub(crate) struct State {
     pub(crate) stats: Stats,
     /// Channels the node's notification hub subscribed to.
     pub(crate) subscribed: HashSet<Vec<u8>>,
+    /// Replicas that acknowledge every write at once (`WAIT`'s answer).
+    pub(crate) replicas: u32,
 }
 
 impl State {
@@ -148,6 +150,7 @@ impl Node {
             faults: Faults::default(),
             stats: Stats::default(),
             subscribed: HashSet::new(),
+            replicas: 0,
         };
         Node {
             state: Mutex::new(state),

@@ -316,6 +316,21 @@ where
         convert::set_nx(self.query(cmd).await?)
     }
 
+    /// `WAIT` on the connection the scripts use; on a Cluster redis-rs
+    /// sends it to every primary and answers with the smallest count. Mind
+    /// redis-rs's response timeout (500 ms by default): a longer
+    /// [`ReplicaSync`](redsem_core::ReplicaSync) timeout is cut by it.
+    async fn wait_for_replicas(
+        &self,
+        _key: &str,
+        replicas: u32,
+        timeout_ms: u64,
+    ) -> Result<u32, BackendError> {
+        let mut cmd = redis::cmd("WAIT");
+        cmd.arg(replicas).arg(timeout_ms);
+        convert::reply(self.query(cmd).await?)?.expect_count("WAIT")
+    }
+
     fn notifications(&self) -> Option<&Notifications> {
         self.notifications.as_ref()
     }

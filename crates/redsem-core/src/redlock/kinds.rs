@@ -30,6 +30,13 @@ fn check(nodes: &[impl Sized], options: &LockOptions) -> Result<(), LockError> {
             ),
         ));
     }
+    if options.synced_replicas.is_some() {
+        return Err(LockError::invalid(
+            "synced_replicas",
+            "applies to single-node locks: Redlock's nodes are independent primaries whose \
+             majority already survives the loss of a node; drop the option",
+        ));
+    }
     Ok(())
 }
 

@@ -337,7 +337,11 @@ impl<C: Commands, B: RedisBackend + 'static> Protocol for Redlock<C, B> {
                 |stragglers: Stragglers| join([raises, stragglers.finish(|_, _| None, bound)]);
             match (token, validity(clock, started, ttl_ms)) {
                 (Ok(Some(token)), Some(valid_until)) => {
-                    let granted = Granted { valid_until, token };
+                    let granted = Granted {
+                        valid_until,
+                        token,
+                        replicas: None,
+                    };
                     return (Ok(Some(granted)), leftover(stragglers));
                 }
                 // Another holder got the same token on an overlapping
@@ -452,7 +456,11 @@ impl<C: Commands, B: RedisBackend + 'static> Protocol for Redlock<C, B> {
                 },
                 bound,
             );
-            return (Ok(Refreshed::Extended { valid_until }), leftover);
+            let extended = Refreshed::Extended {
+                valid_until,
+                replicas: None,
+            };
+            return (Ok(extended), leftover);
         }
         if t.no > spare {
             // Gone for good: clean up what is left of it.
