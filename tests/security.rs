@@ -6,7 +6,7 @@
 //! * the minimal ACL of the README's Security section: every lock kind
 //!   acquires, refreshes (a hold kept past its lock timeout) and releases as
 //!   a user with exactly those commands and key patterns, through redis-rs
-//!   and fred; a Mutex alone needs only six commands.
+//!   and fred; a Mutex alone needs only seven commands.
 //!
 //! A lock kind that needs a command outside the ACL fails here with the
 //! server's refusal in the message (`NOPERM`, or from inside a script "The
@@ -37,6 +37,7 @@ const MINIMAL_ACL: &[&str] = &[
     "+get",
     "+del",
     "+pexpire",
+    "+incr",
     "+time",
     "+zremrangebyscore",
     "+zcard",
@@ -45,8 +46,12 @@ const MINIMAL_ACL: &[&str] = &[
     "+zrem",
     "+info",
 ];
-/// What a Mutex alone needs: the first six.
-const MUTEX_ACL: &[&str] = &["+evalsha", "+eval", "+set", "+get", "+del", "+pexpire"];
+/// What a Mutex alone needs: the first seven.
+const MUTEX_ACL: &[&str] = &[
+    "+evalsha", "+eval", "+set", "+get", "+del", "+pexpire", "+incr",
+];
+/// The lock keys and their fencing counters (`{mutex:<key>}:fence`).
+const LOCK_KEYS: &[&str] = &["~mutex:*", "~semaphore:*", "~{mutex:*", "~{semaphore:*"];
 const USER: &str = "locker";
 const PASSWORD: &str = "lock-pw-9";
 
@@ -156,7 +161,7 @@ where
 fn servers_with_minimal_acl() -> Vec<RedisServer> {
     let servers: Vec<RedisServer> = (0..3).map(|_| start_server()).collect();
     for server in &servers {
-        create_user(server, USER, &["~mutex:*", "~semaphore:*"], MINIMAL_ACL);
+        create_user(server, USER, LOCK_KEYS, MINIMAL_ACL);
     }
     servers
 }
@@ -205,12 +210,13 @@ async fn minimal_acl_runs_every_lock_kind_through_fred() {
     every_kind("acl-fred", nodes[0].clone(), nodes).await;
 }
 
-/// A Mutex needs only `+evalsha +eval +set +get +del +pexpire` (and
-/// `~mutex:*`); a Semaphore as that user fails with the server's `NOPERM`.
+/// A Mutex needs only `+evalsha +eval +set +get +del +pexpire +incr` (and
+/// `~mutex:* ~{mutex:*`); a Semaphore as that user fails with the server's
+/// `NOPERM`.
 #[tokio::test]
-async fn mutex_alone_needs_six_commands() {
+async fn mutex_alone_needs_seven_commands() {
     let server = start_server();
-    create_user(&server, "mutexonly", &["~mutex:*"], MUTEX_ACL);
+    create_user(&server, "mutexonly", &["~mutex:*", "~{mutex:*"], MUTEX_ACL);
     let backend = RedisRsBackend::connect(&user_url(&server, "mutexonly"))
         .await
         .expect("connect as the ACL user");
@@ -220,13 +226,13 @@ async fn mutex_alone_needs_six_commands() {
     // The NOSCRIPT path too: the scripts are not cached on a new server, so
     // the first EVALSHA fell back to EVAL; flush them and go again.
     admin(&server, &["SCRIPT", "FLUSH"]);
-    hold_and_release("six-command Mutex".into(), guard).await;
+    hold_and_release("seven-command Mutex".into(), guard).await;
     let again = mutex.acquire().await.expect("acquire again");
     again.release().await.expect("release");
 
-    // The six commands are not enough for a Semaphore, even with its keys.
-    create_user(&server, "sixonly", &["~mutex:*", "~semaphore:*"], MUTEX_ACL);
-    let backend = RedisRsBackend::connect(&user_url(&server, "sixonly"))
+    // The seven commands are not enough for a Semaphore, even with its keys.
+    create_user(&server, "sevenonly", LOCK_KEYS, MUTEX_ACL);
+    let backend = RedisRsBackend::connect(&user_url(&server, "sevenonly"))
         .await
         .expect("connect as the ACL user");
     let options = LockOptions::builder()
@@ -237,7 +243,7 @@ async fn mutex_alone_needs_six_commands() {
     let err = semaphore
         .acquire()
         .await
-        .expect_err("a Semaphore needs more than the six commands");
+        .expect_err("a Semaphore needs more than the seven commands");
     // From inside a script Redis says "The user executing the script can't
     // run this command or subcommand"; outside one, NOPERM.
     let message = err.to_string().to_lowercase();
@@ -415,7 +421,7 @@ impl TlsServer {
                         );
                         std::thread::sleep(Duration::from_millis(20));
                     }
-                    create_user(&server, USER, &["~mutex:*", "~semaphore:*"], &["+@all"]);
+                    create_user(&server, USER, LOCK_KEYS, &["+@all"]);
                     return TlsServer {
                         server,
                         tls_port,

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use common::clients::{runtime, Connect, FRED, REDIS_RS};
 use common::timing::ms;
 use redsem_core::{LockError, LockOptions, Mutex, ReplicaAcks, ReplicaPolicy, ReplicaSync};
-use redsem_testing::{FaultProxy, RedisServer, RespValue};
+use redsem_testing::{FaultProxy, RedisServer, RespConnection, RespValue};
 
 type TestResult = Result<(), Box<dyn Error>>;
 
@@ -59,12 +59,15 @@ impl Replicated {
         let link = FaultProxy::start(primary.addr())?;
         let port = link.port().to_string();
         let replica = RedisServer::start_with(&["--replicaof", "127.0.0.1", &port])?;
-        // Online as the primary sees it: after a diskless sync the primary
-        // counts the replica for WAIT only from its first ACK (sent once a
-        // second).
-        wait_until("the replica to be online", SETTLE, || {
-            let reply = primary.command(&["INFO", "replication"])?;
-            Ok(reply.as_str().is_some_and(|t| t.contains("state=online")))
+        // After a diskless sync the primary streams commands to the replica
+        // (and counts it for WAIT) only from the replica's first ACK, sent
+        // within a second: wait until a write is acknowledged. WAIT covers
+        // the writes of its own connection, so both go on one.
+        let mut conn = RespConnection::connect(primary.addr(), SETTLE)?;
+        wait_until("the replica to acknowledge writes", SETTLE, || {
+            conn.command(&["SET", "ready", "1"])?;
+            let acked = conn.command(&["WAIT", "1", "50"])?;
+            Ok(acked.as_integer() == Some(1))
         })?;
         Ok(Replicated {
             primary,

@@ -102,7 +102,7 @@ fn without_notifications_the_waiter_only_polls() {
     let (tx, rx) = mpsc::channel();
     let _waiter = spawn_waiter(&mutex, 0, tx);
     wait_until("the waiter's first attempt", || {
-        redis.0.script_calls("mutex_acquire") >= 2
+        redis.0.script_calls("mutex_fenced_acquire") >= 2
     });
     block_on(held.release()).unwrap();
     assert!(rx.recv_timeout(Duration::from_millis(300)).is_err());

@@ -65,16 +65,25 @@ pub async fn set_nx_px(node: &dyn Node, key: &str) {
 }
 
 /// A script gets its keys and arguments in order, integers as numbers
-/// (`semaphore_acquire` reads limit, permits, identifier, TTL), and its
-/// integer reply converts.
+/// (`semaphore_acquire` reads limit, permits, identifier, TTL, token floor
+/// and the fencing counter's key), and its integer reply converts (the
+/// first fencing token).
 pub async fn script_keys_and_args_in_order(node: &dyn Node, key: &str) {
-    let args = [Arg::Int(3), Arg::Int(2), Arg::Str("id"), Arg::Int(10_000)];
+    let fence = redsem_core::companion_key(key, ":fence");
+    let args = [
+        Arg::Int(3),
+        Arg::Int(2),
+        Arg::Str("id"),
+        Arg::Int(10_000),
+        Arg::Int(0),
+    ];
     let reply = node
         .backend()
-        .run_script(&SEMAPHORE_ACQUIRE, &[key], &args)
+        .run_script(&SEMAPHORE_ACQUIRE, &[key, &fence], &args)
         .await
         .expect("semaphore_acquire");
     assert_eq!(reply.as_i64(), Some(1), "{reply:?}");
+    assert_eq!(node.get(&fence).as_deref(), Some("1"));
     assert_eq!(node.zrange(key), ["id_0", "id_1"]);
     let ttl = node.pttl(key);
     assert!((9_000..=10_000).contains(&ttl), "ttl {ttl}");
