@@ -172,6 +172,11 @@ impl LockGuard {
     /// of the next one ([`FencedResource`](crate::FencedResource) does this
     /// for a value kept in Redis; the guide shows it for SQL).
     ///
+    /// The tokens come from a counter key next to the lock key, which must
+    /// survive: a Redis restarted without persistence (or `FLUSHALL`, or
+    /// eviction) starts them over, and on Redlock such a node can hand out
+    /// a token an earlier holder had. See the README's "Fencing tokens".
+    ///
     /// ```
     /// # use redsem_core::Mutex;
     /// # use redsem_mock::MockBackend;
