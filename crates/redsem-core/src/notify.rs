@@ -165,6 +165,9 @@ struct Channel {
     messages: u64,
     /// Tries owed to the head.
     credits: usize,
+    /// Attempts made by heads of the queue: the others' proof that the head
+    /// is being polled, so they need not poll Redis themselves.
+    head_attempts: u64,
     next_ticket: u64,
     /// FIFO of waiters: ticket number to the waker of its task.
     waiters: BTreeMap<u64, Option<Waker>>,
@@ -545,6 +548,23 @@ impl Ticket {
                 .spawn_reconcile(self.channel.clone(), self.clock.clone());
         }
         (self.seen.head, self.seen.notified)
+    }
+
+    /// Call right before an acquire attempt: counts it if this waiter is
+    /// the head.
+    pub(crate) fn attempted(&mut self) {
+        let mut keys = self.hub.hub.lock();
+        if let Some(entry) = keys.get_mut(&self.channel) {
+            if entry.head() == Some(self.id) {
+                entry.head_attempts = entry.head_attempts.wrapping_add(1);
+            }
+        }
+    }
+
+    /// Attempts heads of this queue have made so far.
+    pub(crate) fn head_attempts(&self) -> u64 {
+        let keys = self.hub.hub.lock();
+        keys.get(&self.channel).map_or(0, |e| e.head_attempts)
     }
 
     /// Ready with a [`Turn`] when the waiter should act.

@@ -18,8 +18,10 @@ use crate::time::{far_future, sleep_until};
 /// times less often than `retry_interval`: for releases nobody announces
 /// (an expiry, a Node redis-semaphore holder) and lost messages.
 pub(crate) const HEAD_POLL_FACTOR: u32 = 5;
-/// The others poll this rarely, in case the head stops being polled (a
-/// task that keeps its acquire future but no longer runs it).
+/// The others check this often that the head still makes attempts, and poll
+/// Redis themselves only when it made none since their last check (a task
+/// that keeps its acquire future but no longer runs it): 1,000 waiters on
+/// a held lock cost the head's polls, not 1,000 waiters' polls.
 pub(crate) const QUEUE_POLL: Duration = Duration::from_secs(10);
 
 /// A waiter's way of pausing, for one acquire.
@@ -69,6 +71,9 @@ impl<'a> Pause<'a> {
         if let Some(hub) = self.notifications {
             self.seen = hub.messages(self.channel);
         }
+        if let Some(ticket) = &mut self.ticket {
+            ticket.attempted();
+        }
     }
 
     /// After a busy answer: until a release is announced, the fallback poll
@@ -83,7 +88,8 @@ impl<'a> Pause<'a> {
             .ticket
             .get_or_insert_with(|| hub.join(self.channel, self.seen, clock));
         loop {
-            let delay = match ticket.place() {
+            let place = ticket.place();
+            let delay = match place {
                 (_, false) => backoff::after_busy(retry_interval),
                 (true, true) => {
                     backoff::after_busy(retry_interval.saturating_mul(HEAD_POLL_FACTOR))
@@ -92,15 +98,28 @@ impl<'a> Pause<'a> {
                     QUEUE_POLL.max(retry_interval.saturating_mul(HEAD_POLL_FACTOR)),
                 ),
             };
+            let head_attempts = ticket.head_attempts();
             let at = clock
                 .now()
                 .checked_add(delay)
                 .unwrap_or(deadline)
                 .min(deadline);
             let turn = pin!(poll_fn(|cx| ticket.poll_turn(cx)));
-            match select(turn, pin!(sleep_until(clock, at))).await {
-                Either::Left((Turn::Changed, _)) => continue,
-                Either::Left((Turn::Credit, _)) | Either::Right(_) => return,
+            let woke = match select(turn, pin!(sleep_until(clock, at))).await {
+                Either::Left((turn, _)) => Some(turn),
+                Either::Right(_) => None,
+            };
+            match woke {
+                Some(Turn::Changed) => continue,
+                Some(Turn::Credit) => return,
+                // Behind a head that is still trying: its polls cover us.
+                None if place == (false, true)
+                    && clock.now() < deadline
+                    && ticket.head_attempts() != head_attempts =>
+                {
+                    continue
+                }
+                None => return,
             }
         }
     }
