@@ -323,40 +323,56 @@ impl RedisBackend for Counted {
 }
 
 /// Behind a head that keeps polling, the other waiters do not poll Redis
-/// (they used to, every 5-15 s each): 1,000 waiters on a held lock cost
-/// the head's polls alone. Each waiter has a backend of its own that counts
-/// its calls; a virtual minute passes in steps, each ending once the head
-/// has polled.
+/// (they used to, every 5-15 s each), not even for a last attempt when
+/// they time out: 1,000 waiters on a held lock cost the head's polls
+/// alone. Each waiter has a backend of its own that counts its calls; a
+/// virtual minute passes in steps, each ending once the head has polled.
 #[test]
 fn behind_a_polling_head_the_others_stay_off_redis() {
     let redis = MockBackend::new();
     let options = LockOptions::builder()
-        .acquire_timeout(Duration::from_secs(600))
+        .acquire_timeout(Duration::from_secs(60))
         .build()
         .unwrap();
     let _held = block_on(Mutex::new(redis.clone(), "jobs").unwrap().acquire()).unwrap();
     let counters: Vec<Arc<AtomicUsize>> = (0..20).map(|_| Arc::default()).collect();
-    let mut waiters = Vec::new();
+    let head_done = Arc::new(AtomicUsize::new(0));
+    let (tx, rx) = mpsc::channel();
     for (i, calls) in counters.iter().enumerate() {
         let backend = Counted(redis.clone(), calls.clone());
         let mutex = Mutex::with_options(backend, "jobs", options.clone()).unwrap();
-        waiters.push(thread::spawn(move || block_on(mutex.acquire()).map(drop)));
+        let (tx, head_done) = (tx.clone(), head_done.clone());
+        thread::spawn(move || {
+            let outcome = block_on(mutex.acquire()).map(drop);
+            if i == 0 {
+                head_done.store(1, Ordering::SeqCst);
+            }
+            tx.send(outcome)
+        });
         wait_until("the waiter to queue", || hub(&redis).waiters() == i + 1);
     }
     let calls = |i: usize| counters[i].load(Ordering::SeqCst);
     let queued: Vec<usize> = (0..20).map(calls).collect();
-    for _ in 0..600 {
+    // Steps of 100 ms of virtual time, each ending once the head has
+    // polled, until the head times out; the clock then stands still while
+    // the others, due at the same instant, give up.
+    while head_done.load(Ordering::SeqCst) == 0 {
         let head = calls(0);
         redis.advance(Duration::from_millis(100));
         // The head polls every 25-75 ms: at least once per step.
-        wait_until("the head's poll", || calls(0) > head);
+        wait_until("the head's poll", || {
+            calls(0) > head || head_done.load(Ordering::SeqCst) == 1
+        });
+    }
+    for _ in 0..20 {
+        let outcome = rx.recv_timeout(BOUND).expect("the waiter gave up");
+        assert!(outcome.is_err_and(|e| e.is_timeout()));
     }
     let polled: Vec<usize> = (1..20).filter(|&i| calls(i) != queued[i]).collect();
     assert!(
         polled.is_empty(),
-        "waiters {polled:?} polled Redis behind a live head"
+        "waiters {polled:?} called Redis behind a live head"
     );
-    drop(waiters); // they give up at their acquire timeout
 }
 
 /// A head whose task no longer runs (its acquire future kept, not polled)

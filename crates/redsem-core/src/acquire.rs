@@ -152,6 +152,14 @@ pub(crate) async fn acquire(
     let (mut attempts, mut failed, mut in_a_row) = (0u32, 0u32, 0u32);
     let mut last_error = None;
     loop {
+        // At the deadline, a queued waiter skips its last attempt when
+        // another of this process has just tried: 1,000 waiters timing out
+        // together would otherwise send 1,000 calls at once.
+        let at_deadline = deadline.is_some_and(|d| clock.now() >= d);
+        if at_deadline && pause.others_just_tried(options.retry_interval) {
+            let limit = AcquireLimit::Timeout(options.acquire_timeout);
+            return Err(core.timeout_error(limit, attempts, failed, last_error));
+        }
         attempts = attempts.saturating_add(1);
         pause.before_attempt();
         let started = clock.now();

@@ -168,6 +168,8 @@ struct Channel {
     /// Attempts made by heads of the queue: the others' proof that the head
     /// is being polled, so they need not poll Redis themselves.
     head_attempts: u64,
+    /// The last attempt by a waiter of this queue: its ticket, and when.
+    last_attempt: Option<(u64, Instant)>,
     next_ticket: u64,
     /// FIFO of waiters: ticket number to the waker of its task.
     waiters: BTreeMap<u64, Option<Waker>>,
@@ -553,12 +555,24 @@ impl Ticket {
     /// Call right before an acquire attempt: counts it if this waiter is
     /// the head.
     pub(crate) fn attempted(&mut self) {
+        let now = self.clock.now();
         let mut keys = self.hub.hub.lock();
         if let Some(entry) = keys.get_mut(&self.channel) {
             if entry.head() == Some(self.id) {
                 entry.head_attempts = entry.head_attempts.wrapping_add(1);
             }
+            entry.last_attempt = Some((self.id, now));
         }
+    }
+
+    /// Whether another waiter of this queue made an attempt within
+    /// `window` (so one now would most likely find the same).
+    pub(crate) fn others_tried_within(&self, window: Duration) -> bool {
+        let keys = self.hub.hub.lock();
+        let last = keys.get(&self.channel).and_then(|e| e.last_attempt);
+        last.is_some_and(|(id, at)| {
+            id != self.id && self.clock.now().saturating_duration_since(at) <= window
+        })
     }
 
     /// Attempts heads of this queue have made so far.

@@ -129,6 +129,17 @@ impl<'a> Pause<'a> {
         self.ticket.as_mut().is_some_and(|t| !t.place().0)
     }
 
+    /// At the deadline: whether another waiter of this process tried within
+    /// twice the head's longest poll gap (for `retry_interval`; 150 ms by
+    /// default), so a last attempt of its own would most likely find the
+    /// same. Not after a head that stopped trying.
+    pub(crate) fn others_just_tried(&self, retry_interval: Duration) -> bool {
+        let window = retry_interval.saturating_mul(HEAD_POLL_FACTOR * 3);
+        self.ticket
+            .as_ref()
+            .is_some_and(|t| t.others_tried_within(window))
+    }
+
     /// Sleeps `delay` (after a failure), keeping the place in the queue.
     pub(crate) async fn sleep(&self, delay: Duration, deadline: Instant) {
         let now = self.clock.now();
