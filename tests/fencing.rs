@@ -283,3 +283,57 @@ fn a_redlock_takeover_gets_a_newer_token_too() {
         taken.release().await.unwrap();
     });
 }
+
+/// `fencing_tokens(false)`: no counter key on any node, token 0, and a
+/// mutex acquire is a plain `SET NX PX`; every kind still excludes.
+#[test]
+fn fencing_can_be_turned_off() {
+    block_on(async {
+        let options = LockOptions::builder()
+            .fencing_tokens(false)
+            .build()
+            .unwrap();
+        let redis = MockBackend::new();
+        let mutex = Mutex::with_options(redis.clone(), "k", options.clone()).unwrap();
+        let guard = mutex.acquire().await.unwrap();
+        assert_eq!(guard.fencing_token(), 0);
+        assert_eq!(redis.script_calls("set_nx_px"), 1);
+        assert!(
+            mutex.try_acquire().await.unwrap().is_none(),
+            "still exclusive"
+        );
+        guard.release().await.unwrap();
+        let sem = Semaphore::with_options(redis.clone(), "k", 1, options.clone()).unwrap();
+        let guard = sem.acquire().await.unwrap();
+        assert_eq!(guard.fencing_token(), 0);
+        assert!(
+            sem.try_acquire().await.unwrap().is_none(),
+            "still exclusive"
+        );
+        guard.release().await.unwrap();
+        let multi = MultiSemaphore::with_options(redis.clone(), "m", 2, 2, options.clone());
+        let guard = multi.unwrap().acquire().await.unwrap();
+        assert_eq!(guard.fencing_token(), 0);
+        guard.release().await.unwrap();
+        for counter in [
+            "{mutex:k}:fence",
+            "{semaphore:k}:fence",
+            "{semaphore:m}:fence",
+        ] {
+            assert!(!redis.exists(counter), "{counter} was created");
+        }
+
+        let nodes = nodes();
+        let redlock = RedlockMutex::with_options(nodes.clone(), "k", options.clone()).unwrap();
+        let guard = redlock.acquire().await.unwrap();
+        assert_eq!(guard.fencing_token(), 0);
+        guard.release().await.unwrap();
+        let redlock = RedlockSemaphore::with_options(nodes.clone(), "k", 2, options).unwrap();
+        let guard = redlock.acquire().await.unwrap();
+        assert_eq!(guard.fencing_token(), 0);
+        guard.release().await.unwrap();
+        for node in &nodes {
+            assert!(!node.exists("{mutex:k}:fence") && !node.exists("{semaphore:k}:fence"));
+        }
+    });
+}

@@ -329,6 +329,14 @@ async fn take_over(
         Refreshed::Extended {
             valid_until,
             replicas,
+        } if !options.fencing_tokens => Some(Granted {
+            valid_until,
+            token: 0,
+            replicas,
+        }),
+        Refreshed::Extended {
+            valid_until,
+            replicas,
         } => {
             let (token, leftover) = core
                 .protocol

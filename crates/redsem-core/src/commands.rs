@@ -136,12 +136,24 @@ fn ttl_arg(ttl_ms: u64) -> Arg<'static> {
 pub(crate) struct MutexCommands {
     pub(crate) key: String,
     fence_key: String,
+    /// Acquires raise the fencing counter (else a plain `SET NX PX`).
+    fenced: bool,
 }
 
 impl MutexCommands {
     pub(crate) fn new(key: String) -> Self {
         let fence_key = companion_key(&key, FENCE_SUFFIX);
-        MutexCommands { key, fence_key }
+        MutexCommands {
+            key,
+            fence_key,
+            fenced: true,
+        }
+    }
+
+    /// With `false`, acquires take no fencing token (and answer 1).
+    pub(crate) fn fencing(mut self, fenced: bool) -> Self {
+        self.fenced = fenced;
+        self
     }
 }
 
@@ -165,6 +177,9 @@ impl Commands for MutexCommands {
     where
         B: RedisBackend + ?Sized,
     {
+        if !self.fenced {
+            return Ok(u64::from(node.set_nx_px(&self.key, id, ttl_ms).await?));
+        }
         let args = [Arg::Str(id), ttl_arg(ttl_ms), token_arg(floor)];
         let keys = [self.key.as_str(), self.fence_key.as_str()];
         let reply = node.run_script(&MUTEX_FENCED_ACQUIRE, &keys, &args).await?;
@@ -217,6 +232,8 @@ pub(crate) struct SemaphoreCommands {
     pub(crate) limit: u32,
     /// 0 for the plain Semaphore.
     pub(crate) permits: u32,
+    /// Acquires raise the fencing counter.
+    fenced: bool,
 }
 
 impl SemaphoreCommands {
@@ -227,7 +244,14 @@ impl SemaphoreCommands {
             fence_key,
             limit,
             permits,
+            fenced: true,
         }
+    }
+
+    /// With `false`, acquires take no fencing token (and answer 1).
+    pub(crate) fn fencing(mut self, fenced: bool) -> Self {
+        self.fenced = fenced;
+        self
     }
 
     /// Members a full hold has.
@@ -265,7 +289,12 @@ impl Commands for SemaphoreCommands {
             Arg::Int(i64::from(self.permits)),
             Arg::Str(id),
             ttl_arg(ttl_ms),
-            token_arg(floor),
+            // The script leaves the counter alone for "none".
+            if self.fenced {
+                token_arg(floor)
+            } else {
+                Arg::Str("none")
+            },
         ];
         let keys = [self.key.as_str(), self.fence_key.as_str()];
         let reply = node.run_script(&SEMAPHORE_ACQUIRE, &keys, &args).await?;

@@ -172,6 +172,9 @@ impl LockGuard {
     /// of the next one ([`FencedResource`](crate::FencedResource) does this
     /// for a value kept in Redis; the guide shows it for SQL).
     ///
+    /// 0 when the lock was built with
+    /// [`fencing_tokens(false)`](crate::LockOptionsBuilder::fencing_tokens).
+    ///
     /// The tokens come from a counter key next to the lock key, which must
     /// survive: a Redis restarted without persistence (or `FLUSHALL`, or
     /// eviction) starts them over, and on Redlock such a node can hand out

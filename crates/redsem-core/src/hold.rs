@@ -109,10 +109,16 @@ impl Hold {
         (attempts, waited): (u32, Duration),
     ) -> Arc<Hold> {
         let refreshing = core.options.refresh_interval.is_some();
+        // Without fencing the protocol's token is a placeholder.
+        let token = if core.options.fencing_tokens {
+            granted.token
+        } else {
+            0
+        };
         let hold = Arc::new(Hold {
             core,
             id,
-            token: granted.token,
+            token,
             acquired_at,
             attempts,
             waited,

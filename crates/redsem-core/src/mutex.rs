@@ -82,7 +82,8 @@ impl<B: RedisBackend + 'static> Mutex<B> {
         key: impl AsRef<str>,
         options: LockOptions,
     ) -> Result<Self, LockError> {
-        let commands = MutexCommands::new(prefixed(MUTEX_PREFIX, key.as_ref())?);
+        let commands = MutexCommands::new(prefixed(MUTEX_PREFIX, key.as_ref())?)
+            .fencing(options.fencing_tokens);
         Ok(Mutex {
             core: LockCore::new(SingleNode::new(commands, backend, &options), options),
         })

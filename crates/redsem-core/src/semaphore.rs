@@ -303,7 +303,7 @@ pub(crate) fn semaphore_commands(
             format!("must not exceed limit: {permits} permits of a limit of {limit} could never be acquired"),
         ));
     }
-    Ok(SemaphoreCommands::new(key, limit, permits))
+    Ok(SemaphoreCommands::new(key, limit, permits).fencing(options.fencing_tokens))
 }
 
 /// A semaphore member named `<x>_<digits>` is also what a MultiSemaphore

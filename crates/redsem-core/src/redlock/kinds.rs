@@ -109,7 +109,8 @@ impl<B: RedisBackend + 'static> RedlockMutex<B> {
         options: LockOptions,
     ) -> Result<Self, LockError> {
         check(&nodes, &options)?;
-        let commands = MutexCommands::new(prefixed(MUTEX_PREFIX, key.as_ref())?);
+        let commands = MutexCommands::new(prefixed(MUTEX_PREFIX, key.as_ref())?)
+            .fencing(options.fencing_tokens);
         let protocol = Redlock::new(commands, nodes, LockKind::RedlockMutex);
         Ok(RedlockMutex {
             core: LockCore::new(protocol, options),

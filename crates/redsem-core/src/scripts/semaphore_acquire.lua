@@ -1,12 +1,13 @@
 -- KEYS[1] = semaphore:<key> (a ZSET of identifiers scored by acquire time)
 -- KEYS[2] = its fencing counter (same slot)
--- ARGV = [limit, permits, identifier, lockTimeoutMs, floor]
+-- ARGV = [limit, permits, identifier, lockTimeoutMs, floor or 'none']
 -- permits = 0 is the plain Semaphore: one member named <identifier>.
 -- permits >= 1 is the MultiSemaphore: members <identifier>_0 .. _<permits-1>.
 -- Scores come from the server clock, so client clock skew cannot let an
 -- extra holder in.
 -- Returns the fencing token (>= 1) when acquired, 0 when full: the counter
--- raised to max(counter + 1, floor), as in mutex_acquire.
+-- raised to max(counter + 1, floor), as in mutex_fenced_acquire; 1 with
+-- floor 'none' (fencing turned off), the counter untouched.
 local key = KEYS[1]
 local limit = tonumber(ARGV[1])
 local permits = tonumber(ARGV[2])
@@ -42,6 +43,9 @@ else
 end
 -- ARGV[4] itself: a large number would reach Redis as "1e+17"
 redis.call('PEXPIRE', key, ARGV[4])
+if ARGV[5] == 'none' then
+  return 1
+end
 local next = tonumber(redis.call('GET', KEYS[2]) or '0') + 1
 if tonumber(ARGV[5]) > next then
   redis.call('SET', KEYS[2], ARGV[5])
