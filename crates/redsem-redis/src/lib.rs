@@ -319,7 +319,7 @@ where
     /// `WAIT` on the connection the scripts use; on a Cluster redis-rs
     /// sends it to every primary and answers with the smallest count. Mind
     /// redis-rs's response timeout (500 ms by default): a longer
-    /// [`ReplicaSync`](redsem_core::ReplicaSync) timeout is cut by it.
+    /// [`ReplicaSync`] timeout is cut by it.
     async fn wait_for_replicas(
         &self,
         _key: &str,
