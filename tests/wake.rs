@@ -399,3 +399,27 @@ fn behind_a_stuck_head_the_next_waiter_still_gets_the_lock() {
     assert!(guard.is_acquired());
     drop(stuck);
 }
+
+/// Redlock waiters are woken too: they listen on the first node, and every
+/// release publishes on each node.
+#[test]
+fn a_redlock_release_wakes_the_waiter() {
+    use redsem_core::RedlockMutex;
+    let nodes = vec![MockBackend::new(), MockBackend::new(), MockBackend::new()];
+    let mutex = RedlockMutex::with_options(nodes.clone(), "jobs", slow_polling()).unwrap();
+    let held = block_on(mutex.acquire()).unwrap();
+    let (tx, rx) = mpsc::channel();
+    let waiter = {
+        let mutex = mutex.clone();
+        thread::spawn(move || {
+            let _ = tx.send(block_on(mutex.acquire()).map(|g| g.attempts()));
+        })
+    };
+    wait_until("the waiter's subscription", || {
+        hub(&nodes[0]).subscriptions() == 1
+    });
+    block_on(held.release()).unwrap();
+    let attempts = rx.recv_timeout(BOUND).expect("woken by the release");
+    assert!(attempts.unwrap() <= 3, "woken, not polling every 10 s");
+    waiter.join().unwrap();
+}

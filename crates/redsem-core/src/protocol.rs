@@ -58,7 +58,7 @@ pub(crate) trait Protocol: Send + Sync + fmt::Debug + 'static {
     fn clock(&self) -> &Clock;
 
     /// Release notifications for waiters on this lock's key, if the
-    /// protocol's backend offers them (single node only: Redlock polls).
+    /// protocol's backend offers them (Redlock: its first node's).
     fn notifications(&self) -> Option<&crate::Notifications> {
         None
     }

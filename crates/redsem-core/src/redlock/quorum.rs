@@ -297,6 +297,12 @@ impl<C: Commands, B: RedisBackend + 'static> Protocol for Redlock<C, B> {
         &self.clock
     }
 
+    /// The first node's: every release publishes on each node, so one
+    /// subscription hears them; while it is down, waiters poll.
+    fn notifications(&self) -> Option<&crate::Notifications> {
+        self.nodes.first()?.notifications()
+    }
+
     async fn acquire(
         &self,
         id: &str,
