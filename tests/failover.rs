@@ -13,13 +13,13 @@
 mod common;
 
 use std::error::Error;
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::clients::{runtime, Connect, FRED, REDIS_RS};
+use common::server_checks::{get, wait_until};
 use common::timing::ms;
 use redsem_core::{LockError, LockGuard, LockOptions, Mutex};
-use redsem_testing::{FaultProxy, RedisServer, RespValue};
+use redsem_testing::{FaultProxy, RedisServer};
 use tokio::runtime::Runtime;
 use tokio::task::JoinHandle;
 
@@ -29,24 +29,6 @@ type TestResult = Result<(), Box<dyn Error>>;
 const SETTLE: Duration = Duration::from_secs(10);
 /// Bound for a waiting acquire to return once it can.
 const FINISH: Duration = Duration::from_secs(15);
-
-/// Polls `condition` until it holds; fails after `timeout` with `what`.
-fn wait_until(
-    what: &str,
-    timeout: Duration,
-    mut condition: impl FnMut() -> Result<bool, Box<dyn Error>>,
-) -> TestResult {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if condition()? {
-            return Ok(());
-        }
-        if Instant::now() >= deadline {
-            return Err(format!("timed out after {timeout:?} waiting for {what}").into());
-        }
-        thread::sleep(ms(20));
-    }
-}
 
 /// The value of `field` in an `INFO` section (`field:value` lines, or
 /// `name:k=v,...` lines where `field` is `name:k`).
@@ -82,13 +64,6 @@ fn readonly_errors(server: &RedisServer) -> Result<u64, Box<dyn Error>> {
 /// How many `SET` commands `server` executed.
 fn set_calls(server: &RedisServer) -> Result<u64, Box<dyn Error>> {
     info_number(server, "commandstats", "cmdstat_set:calls")
-}
-
-fn get(server: &RedisServer, key: &str) -> Result<Option<String>, Box<dyn Error>> {
-    Ok(match server.command(&["GET", key])? {
-        RespValue::Nil => None,
-        reply => Some(reply.as_str().ok_or("GET answered no string")?.to_owned()),
-    })
 }
 
 /// A primary that starts a replica's full sync at once (Redis otherwise

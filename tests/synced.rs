@@ -17,32 +17,17 @@
 mod common;
 
 use std::error::Error;
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::clients::{runtime, Connect, FRED, REDIS_RS};
+use common::server_checks::{get, wait_until};
 use common::timing::ms;
 use redsem_core::{LockError, LockOptions, Mutex, ReplicaAcks, ReplicaPolicy, ReplicaSync};
-use redsem_testing::{FaultProxy, RedisServer, RespConnection, RespValue};
+use redsem_testing::{FaultProxy, RedisServer, RespConnection};
 
 type TestResult = Result<(), Box<dyn Error>>;
 
 const SETTLE: Duration = Duration::from_secs(10);
-
-fn wait_until(
-    what: &str,
-    timeout: Duration,
-    mut condition: impl FnMut() -> Result<bool, Box<dyn Error>>,
-) -> TestResult {
-    let deadline = Instant::now() + timeout;
-    while !condition()? {
-        if Instant::now() >= deadline {
-            return Err(format!("timed out after {timeout:?} waiting for {what}").into());
-        }
-        thread::sleep(ms(10));
-    }
-    Ok(())
-}
 
 /// A primary and a replica that replicates through a proxy the test
 /// controls.
@@ -75,13 +60,6 @@ impl Replicated {
             link,
         })
     }
-}
-
-fn get(server: &RedisServer, key: &str) -> Result<Option<String>, Box<dyn Error>> {
-    Ok(match server.command(&["GET", key])? {
-        RespValue::Nil => None,
-        reply => Some(reply.as_str().ok_or("GET answered no string")?.to_owned()),
-    })
 }
 
 fn options(sync: ReplicaSync) -> Result<LockOptions, LockError> {

@@ -11,6 +11,7 @@ pub mod node;
 pub mod real_node;
 pub mod runner;
 pub mod scenarios;
+pub mod server_checks;
 pub mod time;
 pub mod timing;
 

@@ -138,20 +138,19 @@ impl<C: Commands, B: RedisBackend + 'static> Protocol for SingleNode<C, B> {
     ) -> (Result<Refreshed, LockError>, Leftover) {
         let call = self.commands.refresh(&self.backend, id, ttl_ms);
         let clock = &self.clock;
-        let result = match bounded_call(clock, bound, call).await {
-            Ok(true) => match self.synced("refresh", bound).await {
-                Ok(replicas) => match validity(clock, started, ttl_ms) {
-                    Some(valid_until) => Ok(Refreshed::Extended {
-                        valid_until,
-                        replicas,
-                    }),
-                    None => Err(self.error("refresh", too_slow(clock, started))),
-                },
-                Err(e) => Err(e),
-            },
-            Ok(false) => Ok(Refreshed::Lost(LostReason::Gone)),
-            Err(e) => Err(self.error("refresh", e)),
-        };
+        match bounded_call(clock, bound, call).await {
+            Ok(true) => {}
+            Ok(false) => return (Ok(Refreshed::Lost(LostReason::Gone)), None),
+            Err(e) => return (Err(self.error("refresh", e)), None),
+        }
+        let result = self.synced("refresh", bound).await.and_then(|replicas| {
+            let valid_until = validity(clock, started, ttl_ms)
+                .ok_or_else(|| self.error("refresh", too_slow(clock, started)))?;
+            Ok(Refreshed::Extended {
+                valid_until,
+                replicas,
+            })
+        });
         (result, None)
     }
 
